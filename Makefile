@@ -1,0 +1,32 @@
+# Two set-up commands: `make demo` and `make test`. Each builds .venv on first use.
+# TORCH is the torch requirement: the default lets pip choose a build for this machine;
+# CI pins a local CPU wheel with TORCH=torch==2.13.0.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch
+EXTRAS ?= dev,hf,serve,track
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info src/*.egg-info

@@ -1,0 +1,2 @@
+"""slmkit: build small language models from scratch."""
+__version__ = "0.1.0"

@@ -1,0 +1,72 @@
+"""Cutting text into pre-tokens, and cutting big inputs into chunks that can be processed apart.
+
+A chunk boundary is *safe* when pre-tokenizing the two sides separately gives the same pieces
+as pre-tokenizing the whole: at a special token (text is split there first), or right after a
+newline that is followed by a non-space character (no pattern's piece spans that point).
+"""
+
+from __future__ import annotations
+
+import re as std_re
+from collections.abc import Iterable, Iterator
+
+import regex
+
+SAFE_CUT = std_re.compile(r"\n(?=\S)")
+
+
+def special_splitter(specials: Iterable[str]) -> std_re.Pattern | None:
+    """A regex that splits text on special tokens, keeping them; longest first so overlaps work."""
+    specials = sorted(set(specials), key=len, reverse=True)
+    if not specials:
+        return None
+    return std_re.compile("(" + "|".join(std_re.escape(s) for s in specials) + ")")
+
+
+def split_on_specials(text: str, splitter: std_re.Pattern | None) -> list[str]:
+    """['ordinary', '<|endoftext|>', 'ordinary', ...]: odd positions are the special tokens."""
+    if splitter is None:
+        return [text]
+    return splitter.split(text)
+
+
+def last_safe_cut(text: str, specials: Iterable[str] = ()) -> int:
+    """The largest index i such that text[:i] and text[i:] pre-tokenize independently (0 if none)."""
+    best = 0
+    for special in specials:
+        pos = text.rfind(special)
+        if pos > 0:
+            best = max(best, pos)
+    # Search only the tail first: big buffers almost always have a newline near the end.
+    start = max(0, len(text) - 65536)
+    while True:
+        matches = list(SAFE_CUT.finditer(text, start))
+        if matches:
+            return max(best, matches[-1].end())
+        if start == 0:
+            return best
+        start = max(0, start - 1_048_576)
+
+
+def iter_text_chunks(path: str, chunk_bytes: int = 4 << 20, specials: Iterable[str] = ()) -> Iterator[str]:
+    """Stream a UTF-8 file as str chunks of about `chunk_bytes`, cut only at safe boundaries."""
+    specials = list(specials)
+    buffer = ""
+    with open(path, "r", encoding="utf-8", newline="") as f:
+        while True:
+            block = f.read(chunk_bytes)
+            if not block:
+                break
+            buffer += block
+            if len(buffer) < chunk_bytes:
+                continue
+            cut = last_safe_cut(buffer, specials)
+            if cut > 0:
+                yield buffer[:cut]
+                buffer = buffer[cut:]
+    if buffer:
+        yield buffer
+
+
+def compile_pattern(pattern: str) -> regex.Pattern:
+    return regex.compile(pattern)
