@@ -1,0 +1,46 @@
+"""Build our Decoder from a Hugging Face model directory (config.json + safetensors), no transformers needed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from slmkit.errors import CheckpointError
+from slmkit.interop.hf_config import config_from_hf, hf_architecture
+from slmkit.interop.hf_weights import import_weights
+from slmkit.interop.safetensors_dir import TensorSource
+from slmkit.model.checkpoint import load_tensors
+
+
+def read_hf_config(directory: str | Path) -> dict:
+    path = Path(directory) / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{directory} has no config.json; is it a model directory?")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path} is not valid JSON: {e}") from None
+
+
+def import_hf(directory: str | Path, device=None, dtype: torch.dtype | None = None):
+    """(model, hf_config dict, architecture name) for an HF Llama / Qwen3 / Qwen3-MoE / GPT-2 directory.
+
+    Weights are converted to float32 unless `dtype` is given. Missing, unexpected or mis-shaped tensors
+    raise CheckpointError naming the tensor.
+    """
+    from slmkit.model.decoder import Decoder
+
+    directory = Path(directory)
+    hf = read_hf_config(directory)
+    arch = hf_architecture(hf)
+    config = config_from_hf(hf)
+    source = TensorSource(directory)
+    tensors = import_weights(source, config, arch)
+    with torch.device("meta"):
+        model = Decoder(config)
+    load_tensors(model, tensors, source=f"{directory} ({arch})")
+    if device is not None or dtype is not None:
+        model = model.to(device=device, dtype=dtype)
+    return model, hf, arch

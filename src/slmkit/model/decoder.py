@@ -1,0 +1,159 @@
+"""The decoder-only language model: token embedding -> blocks -> final norm -> output head.
+
+    model = Decoder(ModelConfig(...))
+    out = model(ids, targets)            # ids, targets: [batch, seq]; out.logits [batch, seq, vocab]
+    out.loss.backward()                  # mean next-token cross-entropy (targets of -100 are ignored)
+    (out.loss + out.aux_loss).backward() # for MoE models: add the router's auxiliary losses
+
+Targets are the ids shifted left by one (targets[:, t] = ids[:, t+1]), as in nanoGPT.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from slmkit.model.block import Block
+from slmkit.model.config import ModelConfig
+from slmkit.model.kv_cache import KVCache, padded_causal_mask
+from slmkit.model.loss import chunked_cross_entropy, cross_entropy
+from slmkit.model.moe import load_balancing_loss, router_z_loss
+from slmkit.model.norms import make_norm
+from slmkit.model.positions import RotaryEmbedding, sinusoidal_embedding
+
+
+@dataclass
+class DecoderOutput:
+    logits: torch.Tensor | None  # [batch, seq, vocab] (None when the loss was computed in chunks)
+    loss: torch.Tensor | None = None  # mean cross-entropy over non-ignored targets
+    aux_loss: torch.Tensor | None = None  # MoE: coef-weighted balance + z losses, ready to add to `loss`
+    load_balancing_loss: torch.Tensor | None = None  # MoE: unweighted Switch balance loss
+    router_z_loss: torch.Tensor | None = None  # MoE: unweighted router z-loss
+
+
+class Decoder(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.pos_embed = nn.Embedding(config.max_seq_len, config.d_model) if config.positions == "learned" else None
+        self.rope = RotaryEmbedding(config) if config.positions == "rope" else None
+        self.embed_dropout = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
+        self.final_norm = make_norm(config.norm, config.d_model, config.norm_eps)
+        self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.head.weight = self.embed.weight
+        self.gradient_checkpointing = config.gradient_checkpointing
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.init_std
+        # GPT-2: projections that write into the residual stream are scaled down by sqrt(2 * n_layers),
+        # so the residual's variance does not grow with depth.
+        residual_std = std / math.sqrt(2 * self.config.n_layers)
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, 0.0, residual_std if getattr(module, "is_residual_projection", False) else std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, 0.0, std)
+        elif hasattr(module, "gate_proj") and isinstance(module.gate_proj, nn.Parameter):  # moe.Experts
+            nn.init.normal_(module.gate_proj, 0.0, std)
+            nn.init.normal_(module.up_proj, 0.0, std)
+            nn.init.normal_(module.down_proj, 0.0, residual_std)
+
+    def forward(
+        self,
+        ids: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        *,
+        attention_mask: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        loss_chunk_size: int | None = None,
+    ) -> DecoderOutput:
+        """ids: [batch, seq] token ids; targets: [batch, seq] next-token ids or -100 to ignore.
+
+        attention_mask: [batch, seq], 1 for real tokens and 0 for padding (left padding for generation).
+            Padding is never attended to and does not advance positions.
+        positions: [batch or 1, seq] explicit positions; by default they count the real tokens before each
+            token in its row (plus what `cache` already holds).
+        cache: a `KVCache`; this call's keys/values are appended to it (prefill or decode).
+        loss_chunk_size: compute the loss this many positions at a time without keeping full logits;
+            `logits` is then None.
+        """
+        batch, seq = ids.shape
+        step = None
+        mask = None  # bool [batch, 1, seq, keys] or None for plain causal attention
+        if cache is not None:
+            step = cache.prepare(seq, attention_mask)
+            mask = step.attention_mask
+            positions = step.positions if positions is None else positions
+        elif attention_mask is not None:
+            real = attention_mask.to(torch.bool)
+            mask = padded_causal_mask(real, 0)
+            if positions is None:
+                positions = (real.long().cumsum(-1) - 1).clamp(min=0)
+        if positions is None:
+            positions = torch.arange(seq, device=ids.device)[None]
+        if self.pos_embed is not None and int(positions.max()) >= self.config.max_seq_len:
+            raise ValueError(f"position {int(positions.max())} is beyond max_seq_len {self.config.max_seq_len}")
+
+        x = self.embed(ids)
+        if self.pos_embed is not None:
+            x = x + self.pos_embed(positions)
+        elif self.config.positions == "sinusoidal":
+            x = x + sinusoidal_embedding(positions, self.config.d_model, x.dtype)
+        x = self.embed_dropout(x)
+        rope = self.rope(positions, x.dtype) if self.rope is not None else None
+
+        all_router_logits = []
+        for block in self.blocks:
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled() and cache is None:
+                x, router_logits = checkpoint(block, x, rope, mask, use_reentrant=False)
+            else:
+                x, router_logits = block(x, rope, mask, cache, step)
+            if router_logits is not None:
+                all_router_logits.append(router_logits)
+        if cache is not None:
+            cache.commit(step, seq)
+        x = self.final_norm(x)
+
+        out = DecoderOutput(logits=None)
+        if targets is not None and loss_chunk_size:
+            out.loss = chunked_cross_entropy(x, self.head, targets, loss_chunk_size)
+        else:
+            out.logits = self.head(x)
+            if targets is not None:
+                out.loss = cross_entropy(out.logits, targets)
+        if all_router_logits:
+            out.load_balancing_loss = load_balancing_loss(all_router_logits, self.config.moe_top_k, attention_mask)
+            out.router_z_loss = router_z_loss(all_router_logits, attention_mask)
+            out.aux_loss = (self.config.moe_aux_loss_coef * out.load_balancing_loss
+                            + self.config.moe_z_loss_coef * out.router_z_loss)
+        return out
+
+    # --- conveniences -----------------------------------------------------------------------------
+    def num_parameters(self, non_embedding: bool = False) -> int:
+        """Distinct parameters (a tied head counts once); non_embedding drops token/position tables and head."""
+        from slmkit.model.counting import count_parameters
+
+        return count_parameters(self.config)["non_embedding" if non_embedding else "total"]
+
+    def save_pretrained(self, directory, tokenizer_dir=None) -> None:
+        """Write our checkpoint directory (see checkpoint.py)."""
+        from slmkit.model.checkpoint import save_pretrained
+
+        save_pretrained(self, directory, tokenizer_dir=tokenizer_dir)
+
+    @classmethod
+    def from_pretrained(cls, directory, device=None, dtype=None) -> "Decoder":
+        """Load our checkpoint directory (never unpickles; see checkpoint.py)."""
+        from slmkit.model.checkpoint import load_pretrained
+
+        return load_pretrained(directory, device=device, dtype=dtype)

@@ -1,0 +1,82 @@
+"""`load_model(path)`: the one loader every verb uses, for our checkpoints and Hugging Face directories.
+
+A directory is ours when its config.json says "format": "slmkit"; it is a Hugging Face model when its
+config.json names a supported architecture (Llama, Qwen3, Qwen3-MoE, GPT-2).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from slmkit.errors import CheckpointError
+from slmkit.model.checkpoint import CONFIG_FILE, FORMAT, load_pretrained
+from slmkit.model.config import ModelConfig
+
+
+@dataclass
+class ModelInfo:
+    """Where a loaded model came from and what comes with it."""
+
+    path: Path
+    format: str  # "slmkit" or "hf"
+    config: ModelConfig
+    architecture: str | None = None  # HF architecture name for format "hf"
+    tokenizer_path: Path | None = None  # the directory's tokenizer.json, when there is one
+    special_tokens: dict[str, int | list[int] | None] = field(default_factory=dict)  # HF bos/eos/pad ids
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """'slmkit' or 'hf' for a model directory; CheckpointError saying what is wrong otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"model directory not found: {path}")
+    if not path.is_dir():
+        raise CheckpointError(f"{path} is a file; pass the model directory that holds config.json")
+    config_path = path / CONFIG_FILE
+    if not config_path.is_file():
+        raise CheckpointError(f"{path} has no {CONFIG_FILE}; pass a directory written by slmkit or save_pretrained")
+    try:
+        data = json.loads(config_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{config_path} is not valid JSON: {e}") from None
+    if data.get("format") == FORMAT:
+        return "slmkit"
+    if "architectures" in data or "model_type" in data:
+        return "hf"
+    raise CheckpointError(f"{config_path} is neither an slmkit checkpoint nor a Hugging Face model config")
+
+
+def load_model(path: str | os.PathLike, device: torch.device | str | None = None,
+               dtype: torch.dtype | None = None) -> tuple[torch.nn.Module, ModelInfo]:
+    """(Decoder in eval mode, ModelInfo) from our checkpoint directory or an HF model directory."""
+    path = Path(path)
+    kind = detect_format(path)
+    if kind == "slmkit":
+        model = load_pretrained(path, device=device, dtype=dtype)
+        info = ModelInfo(path, "slmkit", model.config)
+    else:
+        from slmkit.interop.hf_import import import_hf
+
+        model, hf, arch = import_hf(path, device=device, dtype=dtype)
+        tokens = {k: hf.get(k) for k in ("bos_token_id", "eos_token_id", "pad_token_id") if hf.get(k) is not None}
+        info = ModelInfo(path, "hf", model.config, architecture=arch, special_tokens=tokens)
+    if (path / "tokenizer.json").is_file():
+        info.tokenizer_path = path / "tokenizer.json"
+    return model.eval(), info
+
+
+def read_model_config(path: str | os.PathLike) -> ModelConfig:
+    """The ModelConfig of a model directory of either format, without reading weights."""
+    if detect_format(path) == "slmkit":
+        from slmkit.model.checkpoint import read_config
+
+        return read_config(path)
+    from slmkit.interop.hf_config import config_from_hf
+    from slmkit.interop.hf_import import read_hf_config
+
+    return config_from_hf(read_hf_config(path))
