@@ -100,6 +100,17 @@ def learn_merges(
     return vocab, merges
 
 
+def _check_size(vocab_size: int, special_tokens) -> list[str]:
+    special_tokens = list(dict.fromkeys(special_tokens))
+    minimum = 256 + len(special_tokens)
+    if vocab_size < minimum:
+        raise TokenizerError(
+            f"vocab size {vocab_size} is too small: it must be at least 256 bytes + {len(special_tokens)} "
+            f"special tokens = {minimum}"
+        )
+    return special_tokens
+
+
 def train_bpe(
     inputs: list[str | os.PathLike],
     vocab_size: int,
@@ -109,13 +120,7 @@ def train_bpe(
     progress: bool = False,
 ) -> Tokenizer:
     """Train a byte-level BPE tokenizer on text files; `vocab_size` counts bytes, merges and specials."""
-    special_tokens = list(dict.fromkeys(special_tokens))
-    minimum = 256 + len(special_tokens)
-    if vocab_size < minimum:
-        raise TokenizerError(
-            f"vocab size {vocab_size} is too small: it must be at least 256 bytes + {len(special_tokens)} "
-            f"special tokens = {minimum}"
-        )
+    special_tokens = _check_size(vocab_size, special_tokens)
     if not inputs:
         raise TokenizerError("no input files given to train the tokenizer on")
     regex_text = resolve_pattern(pattern)
@@ -146,9 +151,7 @@ def train_bpe_from_texts(
     """Train on in-memory strings (small corpora, tests, notebooks)."""
     from slmkit.tokenizer.pretokenize import compile_pattern, special_splitter, split_on_specials
 
-    special_tokens = list(dict.fromkeys(special_tokens))
-    if vocab_size < 256 + len(special_tokens):
-        raise TokenizerError(f"vocab size {vocab_size} is too small (minimum {256 + len(special_tokens)})")
+    special_tokens = _check_size(vocab_size, special_tokens)
     regex_text = resolve_pattern(pattern)
     regex, splitter = compile_pattern(regex_text), special_splitter(special_tokens)
     counts: Counter = Counter()
