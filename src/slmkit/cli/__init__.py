@@ -16,6 +16,7 @@ from slmkit.errors import SlmError
 
 # Verb modules, in the order `slm --help` lists them. Only verbs that work are listed here.
 VERB_MODULES = [
+    "slmkit.cli.tokenizer_cmd",
 ]
 
 
