@@ -1,0 +1,147 @@
+"""Stage 2 of `slm prepare`: exact and near-duplicate removal over every part, keeping first copies.
+
+Exact: documents with the same hash of normalised text; the first one stays.
+Near: LSH band keys propose candidate pairs (documents equal on one band), the MinHash estimate
+of their Jaccard similarity confirms them (>= threshold), and confirmed pairs are joined with
+union-find; of each group of near duplicates only the earliest document stays.
+Memory is a few integers per document: band keys are sorted one band at a time, and signatures
+are read from the parts' memory-mapped files only for candidate pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from slmkit.data.config import DedupConfig
+from slmkit.data.document_parts import Part
+from slmkit.data.minhash import estimated_jaccard
+
+@dataclass
+class DedupStats:
+    docs_in: int = 0
+    exact_removed: int = 0
+    near_removed: int = 0
+    candidate_pairs: int = 0
+    confirmed_pairs: int = 0
+    removed_by_source: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class _UnionFind:
+    def __init__(self, n: int):
+        self.parent = np.arange(n, dtype=np.int64)
+
+    def find(self, i: int) -> int:
+        parent = self.parent
+        root = i
+        while parent[root] != root:
+            root = parent[root]
+        while parent[i] != root:
+            parent[i], i = root, parent[i]
+        return int(root)
+
+    def union(self, i: int, j: int) -> None:
+        ri, rj = self.find(i), self.find(j)
+        if ri != rj:  # the smaller index (earlier document) becomes the root
+            self.parent[max(ri, rj)] = min(ri, rj)
+
+
+def exact_duplicates(exact: np.ndarray) -> np.ndarray:
+    """[docs] bool, True for every copy after the first of the same hash."""
+    _, first = np.unique(exact, return_index=True)
+    dup = np.ones(len(exact), dtype=bool)
+    dup[first] = False
+    return dup
+
+
+def candidate_pairs(band_columns, alive: np.ndarray) -> np.ndarray:
+    """[pairs, 2] int64 (i < j) of alive documents that share a key in at least one band.
+
+    `band_columns` yields one [docs] uint64 array per band. Within a group of equal keys each
+    member is paired with the group's first member and with its predecessor (vectorised)."""
+    alive_idx = np.flatnonzero(alive)
+    found = []
+    for keys in band_columns:
+        keys = keys[alive_idx]
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        same_as_prev = np.r_[False, sorted_keys[1:] == sorted_keys[:-1]]
+        if not same_as_prev.any():
+            continue
+        group_start = np.maximum.accumulate(np.where(~same_as_prev, np.arange(len(keys)), 0))
+        members = np.flatnonzero(same_as_prev)
+        docs = alive_idx[order]
+        found.append(np.stack([docs[group_start[members]], docs[members]], axis=1))
+        found.append(np.stack([docs[members - 1], docs[members]], axis=1))
+    if not found:
+        return np.zeros((0, 2), dtype=np.int64)
+    pairs = np.sort(np.concatenate(found), axis=1)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    return np.unique(pairs, axis=0)
+
+
+class _SignatureReader:
+    """Signature rows by global document index, read from the parts' memory-mapped arrays."""
+
+    def __init__(self, parts: list[Part]):
+        self.parts = [p.signatures() for p in parts]
+        self.offsets = np.cumsum([0] + [len(p.exact) for p in parts])
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        which = np.searchsorted(self.offsets, index, side="right") - 1
+        out = np.empty((len(index), self.parts[0].shape[1]), dtype=np.uint32)
+        for p in np.unique(which):
+            mask = which == p
+            out[mask] = self.parts[p][index[mask] - self.offsets[p]]
+        return out
+
+
+def near_duplicates(parts: list[Part], alive: np.ndarray, threshold: float) -> tuple[np.ndarray, int, int]:
+    """[docs] bool, True for documents with an earlier near duplicate; and pair counts."""
+    bands = parts[0].band_keys().shape[1] if parts else 0
+    columns = (np.concatenate([np.asarray(p.band_keys()[:, b]) for p in parts]) for b in range(bands))
+    pairs = candidate_pairs(columns, alive)
+    reader = _SignatureReader(parts)
+    confirmed = []
+    for lo in range(0, len(pairs), 65536):
+        chunk = pairs[lo:lo + 65536]
+        similar = estimated_jaccard(reader.rows(chunk[:, 0]), reader.rows(chunk[:, 1])) >= threshold
+        confirmed.append(chunk[similar])
+    confirmed = np.concatenate(confirmed) if confirmed else np.zeros((0, 2), dtype=np.int64)
+    uf = _UnionFind(len(alive))
+    for i, j in confirmed:
+        uf.union(int(i), int(j))
+    dup = np.zeros(len(alive), dtype=bool)
+    involved = np.unique(confirmed)
+    roots = np.array([uf.find(int(i)) for i in involved], dtype=np.int64)
+    dup[involved[roots != involved]] = True
+    return dup, len(pairs), len(confirmed)
+
+
+def deduplicate(parts: list[Part], cfg: DedupConfig, source_names: list[str]) -> tuple[list[np.ndarray], DedupStats]:
+    """Per part, a [docs] bool mask of documents to keep, and what was removed."""
+    sizes = [len(p.exact) for p in parts]
+    n = sum(sizes)
+    stats = DedupStats(docs_in=n)
+    keep = np.ones(n, dtype=bool)
+    if n and cfg.exact:
+        dup = exact_duplicates(np.concatenate([p.exact for p in parts]))
+        stats.exact_removed = int(dup.sum())
+        keep &= ~dup
+    exact_keep = keep.copy()
+    if n and cfg.near:
+        dup, stats.candidate_pairs, stats.confirmed_pairs = near_duplicates(parts, keep, cfg.threshold)
+        keep &= ~dup
+        stats.near_removed = int((exact_keep & ~keep).sum())
+    source = np.concatenate([p.source for p in parts]) if n else np.zeros(0, np.uint8)
+    for s, name in enumerate(source_names):
+        mine = source == s
+        stats.removed_by_source[name] = {
+            "exact": int((mine & ~exact_keep).sum()),
+            "near": int((mine & exact_keep & ~keep).sum()),
+        }
+    return np.split(keep, np.cumsum(sizes)[:-1]), stats

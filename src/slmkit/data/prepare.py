@@ -1,0 +1,143 @@
+"""`prepare(cfg)`: sources -> cleaned, deduplicated, tokenized shards + manifest.json in cfg.out_dir.
+
+    from slmkit.config import load_config
+    from slmkit.data.config import DataConfig
+    from slmkit.data.prepare import prepare
+    manifest = prepare(load_config(DataConfig, "configs/synthetic.yaml", ["out_dir=runs/data"]))
+
+Stages: (1) document parts in worker processes (clean, split, hash, MinHash, tokenize),
+(2) dedup over all parts, (3) shards. Work in progress lives in out_dir/.work, keyed by a
+hash of the settings, so an interrupted run resumes and a changed config starts afresh.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from slmkit.config import save_config, to_dict
+from slmkit.data.cleaning import CleanStats, DocumentCleaner
+from slmkit.data.config import DataConfig
+from slmkit.data.dedup import deduplicate
+from slmkit.data.document_parts import SPLITS, build_parts
+from slmkit.data.manifest import FORMAT, MANIFEST, Manifest, read_manifest, write_json_atomic
+from slmkit.data.mixing import mix_sources
+from slmkit.data.shards import plan_shards, write_shard
+from slmkit.data.tokenizing import has_tokenizer, load_data_tokenizer, token_dtype, train_tokenizer
+from slmkit.errors import DataError
+
+WORK = ".work"
+SHARD_TOKENS_PER_MB = 2**20 // 4  # about 4 bytes of English text per token for a small BPE
+
+
+def _settings_hash(cfg: DataConfig, tokenizer_fingerprint: str) -> str:
+    """What decides the output: everything but the process count, progress bar and paths."""
+    settings = to_dict(cfg)
+    for key in ("workers", "progress", "out_dir"):
+        settings.pop(key)
+    settings["tokenizer"] = tokenizer_fingerprint
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _ensure_tokenizer(cfg: DataConfig) -> None:
+    if has_tokenizer(cfg.tokenizer.path):
+        return
+    if not cfg.tokenizer.train_if_missing:
+        raise DataError(
+            f"no tokenizer in {cfg.tokenizer.path}: train one with 'slm tokenizer train' "
+            "or set tokenizer.train_if_missing=true"
+        )
+    cleaner = DocumentCleaner(cfg.clean)
+    cleaned = (c for _, text in mix_sources(cfg.sources, cfg.mix) if (c := cleaner(text)) is not None)
+    train_tokenizer(cfg.tokenizer, cleaned)
+
+
+def _source_report(cfg: DataConfig, parts, keep, dedup) -> dict:
+    report = {}
+    for s, (name, src) in enumerate(cfg.sources.items()):
+        clean = CleanStats()
+        for p in parts:
+            if name in p.meta["clean"]:
+                clean.add(CleanStats(**p.meta["clean"][name]))
+        kept = sum(int((k & (p.source == s)).sum()) for p, k in zip(parts, keep))
+        report[name] = {
+            "kind": src.kind, "weight": src.weight, "docs_read": clean.docs_in, "chars_read": clean.chars_in,
+            "cleaning": clean.as_dict(), "dedup_removed": dedup.removed_by_source.get(name, {}), "docs_kept": kept,
+        }
+    return report
+
+
+def prepare(cfg: DataConfig, log=print) -> Manifest:
+    """Run the whole pipeline; returns the manifest of the finished shard directory."""
+    out = Path(cfg.out_dir)
+    started = time.perf_counter()
+    _ensure_tokenizer(cfg)
+    tok = load_data_tokenizer(cfg.tokenizer.path)
+    dtype = token_dtype(tok.vocab_size)
+    settings = _settings_hash(cfg, tok.fingerprint())
+    if (out / MANIFEST).is_file():
+        existing = read_manifest(out)
+        if existing.data.get("settings_hash") == settings:
+            log(f"{out} is already prepared with these settings (delete {out / MANIFEST} to rebuild)")
+            return existing
+    work = out / WORK
+    stamp = work / "settings.txt"
+    if work.exists() and (not stamp.is_file() or stamp.read_text() != settings):
+        log(f"settings changed since the unfinished run in {work}: starting over")
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(settings)
+    workers = cfg.workers or os.cpu_count() or 1
+
+    with tqdm(desc="clean+tokenize", unit="B", unit_scale=True, disable=not cfg.progress) as bar:
+        parts = build_parts(cfg, work / "parts", cfg.tokenizer.path, workers, bar)
+    raw_docs = sum(p.meta["raw_docs"] for p in parts)
+    raw_bytes = sum(p.meta["raw_bytes"] for p in parts)
+    if raw_docs == 0:
+        raise DataError("the sources gave no documents: check the paths, globs and limits in the config")
+    keep, dedup = deduplicate(parts, cfg.dedup, list(cfg.sources))
+    kept_train = sum(int((k & (p.split == 0)).sum()) for p, k in zip(parts, keep))
+    if kept_train == 0:
+        raise DataError(
+            f"no training documents left from {raw_docs} read: cleaning or dedup removed them all "
+            "(loosen the clean.* bounds, or check that the text field and delimiter are right)"
+        )
+
+    shard_tokens = max(1, int(cfg.shard_mb * SHARD_TOKENS_PER_MB))
+    splits = {}
+    plans = {split: plan_shards(parts, keep, split, shard_tokens) for split in SPLITS}
+    with tqdm(total=sum(map(len, plans.values())), desc="shards", disable=not cfg.progress) as bar:
+        for split, split_plans in plans.items():
+            entries = []
+            for plan in split_plans:
+                entries.append(write_shard(plan, parts, out, dtype))
+                bar.update(1)
+            splits[split] = {
+                "tokens": sum(e["tokens"] for e in entries), "docs": sum(e["docs"] for e in entries), "shards": entries,
+            }
+    tok.save(out / "tokenizer")
+    save_config(cfg, out / "data_config.yaml")
+    elapsed = time.perf_counter() - started
+    manifest = {
+        "format": FORMAT,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "settings_hash": settings,
+        "tokenizer": {"fingerprint": tok.fingerprint(), "vocab_size": tok.vocab_size, "eos_id": tok.eos_id,
+                      "source": str(cfg.tokenizer.path), "copy": "tokenizer"},
+        "dtype": dtype.name,
+        "splits": splits,
+        "input": {"docs": raw_docs, "bytes": raw_bytes, "seconds": round(elapsed, 2),
+                  "mb_per_s": round(raw_bytes / 1e6 / max(elapsed, 1e-9), 3)},
+        "sources": _source_report(cfg, parts, keep, dedup),
+        "dedup": dedup.as_dict(),
+    }
+    write_json_atomic(out / MANIFEST, manifest)
+    shutil.rmtree(work, ignore_errors=True)
+    return read_manifest(out)

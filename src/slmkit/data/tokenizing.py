@@ -1,0 +1,78 @@
+"""The tokenizer side of data preparation: load or train it, pick the shard dtype, encode batches."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from slmkit.data.config import TokenizerConfig
+from slmkit.errors import DataError
+
+EOS_TOKEN = "<|endoftext|>"
+UINT16_MAX_VOCAB = 65_535
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """uint16 while every id fits with room to spare (vocab <= 65,535), else uint32."""
+    if vocab_size <= 0:
+        raise DataError(f"invalid vocabulary size {vocab_size}")
+    return np.dtype(np.uint16) if vocab_size <= UINT16_MAX_VOCAB else np.dtype(np.uint32)
+
+
+def load_data_tokenizer(path: str | Path):
+    """A tokenizer with an end-of-text id (documents are separated by it in the shards)."""
+    from slmkit.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(path)
+    if tok.eos_id is None:
+        raise DataError(f"the tokenizer in {path} has no {EOS_TOKEN} token to separate documents")
+    return tok
+
+
+def has_tokenizer(path: str | Path) -> bool:
+    path = Path(path)
+    return (path / "tokenizer.json").is_file() or (path / "encoder.json").is_file() or (
+        path.is_file() and path.suffix == ".json"
+    )
+
+
+def train_tokenizer(cfg: TokenizerConfig, texts: Iterable[str]) -> None:
+    """Train a byte-level BPE on up to `cfg.train_sample_mb` of (cleaned) text and save it to `cfg.path`."""
+    from slmkit.tokenizer import train_bpe
+
+    budget = int(cfg.train_sample_mb * 1e6)
+    out = Path(cfg.path)
+    with tempfile.TemporaryDirectory(prefix="slm-tok-") as tmp:
+        sample = Path(tmp) / "sample.txt"
+        written = 0
+        with open(sample, "w", encoding="utf-8") as f:
+            for text in texts:
+                f.write(text)
+                f.write(EOS_TOKEN)
+                written += len(text)
+                if written >= budget:
+                    break
+        if written == 0:
+            raise DataError("no documents left after cleaning to train the tokenizer on")
+        tok = train_bpe([sample], cfg.vocab_size, special_tokens=[EOS_TOKEN])
+    staging = out.with_name(out.name + ".tmp")
+    tok.save(staging)
+    staging.rename(out) if not out.exists() else _replace_dir(staging, out)
+
+
+def _replace_dir(staging: Path, out: Path) -> None:
+    for f in staging.iterdir():
+        f.replace(out / f.name)
+    staging.rmdir()
+
+
+def encode_documents(tok, texts: list[str]) -> list[list[int]]:
+    """Ids of each document followed by end-of-text (the separator training sees between documents)."""
+    eos = tok.eos_id
+    encoded = tok.encode_batch(texts)
+    for ids in encoded:
+        ids.append(eos)
+    return encoded
