@@ -1,0 +1,65 @@
+"""`slm data stats DIR`: tokens, documents, document lengths and top tokens of prepared shards."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+EXAMPLES = """examples:
+  slm data stats runs/data
+  slm data stats runs/data --top 50 --json
+"""
+
+
+def register(subparsers) -> None:
+    group = subparsers.add_parser("data", help="inspect prepared token shards")
+    group.set_defaults(group_parser=group)
+    verbs = group.add_subparsers(dest="data_verb", metavar="VERB")
+    stats = verbs.add_parser(
+        "stats",
+        help="tokens, documents, length histogram and top tokens of a shard directory",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    stats.add_argument("dir", help="directory written by 'slm prepare' (with manifest.json)")
+    stats.add_argument("--top", type=int, default=20, help="how many of the most frequent tokens to show")
+    stats.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the shards")
+    stats.add_argument("--json", action="store_true", help="print the report as JSON")
+    stats.set_defaults(func=run_stats)
+
+
+def run_stats(args) -> int:
+    from pathlib import Path
+
+    from slmkit.data.stats import data_stats
+
+    report = data_stats(args.dir, top=args.top, verify=not args.no_verify)
+    decode = _decoder(Path(args.dir) / "tokenizer")
+    for split in report["splits"].values():
+        split["top_tokens"] = [(i, n, decode(i)) for i, n in split["top_tokens"]]
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    print(f"{args.dir}: {report['dtype']} tokens, tokenizer {report['tokenizer']}")
+    for name, split in report["splits"].items():
+        print(f"\n{name}: {split['tokens']:,} tokens, {split['docs']:,} documents in {split['shards']} shard(s), "
+              f"{split['mean_doc_tokens']:.1f} tokens per document")
+        print("  document length (tokens):")
+        most = max(split["histogram"].values()) or 1
+        for edge, n in split["histogram"].items():
+            print(f"    {edge:>7} {n:>9,} {'#' * round(40 * n / most)}")
+        print("  top tokens:")
+        total = split["tokens"] or 1
+        for i, n, text in split["top_tokens"]:
+            print(f"    {i:>7} {text!r:<16} {n:>11,} {100 * n / total:5.2f}%")
+    return 0
+
+
+def _decoder(tokenizer_dir):
+    try:
+        from slmkit.tokenizer import load_tokenizer
+
+        tok = load_tokenizer(tokenizer_dir)
+        return lambda i: tok.decode([i])
+    except Exception:  # the stats stand without a tokenizer; show ids only
+        return lambda i: f"<{i}>"
