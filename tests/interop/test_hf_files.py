@@ -101,3 +101,35 @@ def test_bf16_export_loads(tmp_path):
     hf = transformers.AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
     assert type(hf).__name__ == "LlamaForCausalLM"
     torch.testing.assert_close(hf.model.embed_tokens.weight, model.embed.weight.bfloat16().float())
+
+
+def test_original_gpt2_layout_without_prefix_and_with_mask_buffers(tmp_path):
+    """openai-community/gpt2's own file has no 'transformer.' prefix and carries attn.bias buffers."""
+    torch.manual_seed(0)
+    hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=64, n_embd=32, n_layer=2, n_head=4,
+                                                              n_positions=32)).eval()
+    hf.save_pretrained(tmp_path)
+    tensors = {k.removeprefix("transformer."): v for k, v in load_file(str(tmp_path / "model.safetensors")).items()}
+    for i in range(2):
+        tensors[f"h.{i}.attn.bias"] = torch.tril(torch.ones(1, 1, 32, 32))
+    save_file(tensors, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    ours, _ = load_model(tmp_path)
+    ids = torch.randint(0, 64, (1, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids).logits, hf(ids).logits)
+
+
+def test_qwen3_moe_fused_expert_layout_imports(tmp_path):
+    """transformers 5 keeps experts fused in memory (gate_up_proj [E, 2F, D]); such files import too."""
+    torch.manual_seed(0)
+    hf = transformers.Qwen3MoeForCausalLM(transformers.Qwen3MoeConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=48, moe_intermediate_size=16, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=8, num_experts=4, num_experts_per_tok=2)).eval()
+    hf.save_pretrained(tmp_path)  # writes config.json (and per-expert weights, replaced below)
+    state = {k: v.contiguous() for k, v in hf.state_dict().items()}
+    assert "model.layers.0.mlp.experts.gate_up_proj" in state
+    save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    ours, _ = load_model(tmp_path)
+    ids = torch.randint(0, 64, (2, 5))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids).logits, hf(ids).logits)

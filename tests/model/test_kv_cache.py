@@ -93,3 +93,12 @@ def test_cache_overflow_is_a_clear_error():
         model(torch.randint(0, 64, (1, 4)), cache=cache)
         with pytest.raises(SlmError, match="KV cache is full"):
             model(torch.randint(0, 64, (1, 1)), cache=cache)
+
+
+@torch.no_grad()
+def test_last_logits_only_is_the_last_column():
+    model = _model(tiny_config())
+    ids = torch.randint(0, 64, (2, 6))
+    last = model(ids, last_logits_only=True).logits
+    assert last.shape == (2, 1, 64)
+    torch.testing.assert_close(last, model(ids).logits[:, -1:])

@@ -76,6 +76,7 @@ class Decoder(nn.Module):
         positions: torch.Tensor | None = None,
         cache: KVCache | None = None,
         loss_chunk_size: int | None = None,
+        last_logits_only: bool = False,
     ) -> DecoderOutput:
         """ids: [batch, seq] token ids; targets: [batch, seq] next-token ids or -100 to ignore.
 
@@ -86,6 +87,8 @@ class Decoder(nn.Module):
         cache: a `KVCache`; this call's keys/values are appended to it (prefill or decode).
         loss_chunk_size: compute the loss this many positions at a time without keeping full logits;
             `logits` is then None.
+        last_logits_only: return logits for the last position only ([batch, 1, vocab]), which is all
+            generation needs after a prefill; ignored when targets are given.
         """
         batch, seq = ids.shape
         step = None
@@ -128,7 +131,7 @@ class Decoder(nn.Module):
         if targets is not None and loss_chunk_size:
             out.loss = chunked_cross_entropy(x, self.head, targets, loss_chunk_size)
         else:
-            out.logits = self.head(x)
+            out.logits = self.head(x[:, -1:] if last_logits_only and targets is None else x)
             if targets is not None:
                 out.loss = cross_entropy(out.logits, targets)
         if all_router_logits:
