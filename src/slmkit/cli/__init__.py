@@ -17,6 +17,8 @@ from slmkit.errors import SlmError
 # Verb modules, in the order `slm --help` lists them. Only verbs that work are listed here.
 VERB_MODULES = [
     "slmkit.cli.tokenizer_cmd",
+    "slmkit.cli.prepare_cmd",
+    "slmkit.cli.data_cmd",
     "slmkit.cli.model_cmd",
     "slmkit.cli.export_cmd",
 ]

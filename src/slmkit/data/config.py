@@ -92,17 +92,22 @@ class DedupConfig:
     # documents whose estimated Jaccard similarity (word shingles) is >= threshold are near duplicates
     threshold: float = 0.8
     num_perm: int = 128
-    # LSH bands; rows per band = num_perm // bands. 16 x 8 proposes pairs with J=0.85 99.4% of the
-    # time and pairs of unrelated stories (J~0.05) almost never, so candidates stay few at scale
-    bands: int = 16
+    # LSH bands (rows per band = num_perm // bands); 0 = chosen from the threshold: as many rows as
+    # keep the chance of proposing a pair at threshold - 0.05 above 99% (0.8 -> 25 x 5, 0.7 -> 32 x 4)
+    bands: int = 0
     shingle_words: int = 3
     seed: int = 1
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold <= 1.0:
             raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
-        if self.bands <= 0 or self.num_perm % self.bands:
-            raise ValueError(f"num_perm ({self.num_perm}) must be a multiple of bands ({self.bands})")
+        if not 0 <= self.bands <= self.num_perm:
+            raise ValueError(f"bands must be between 0 (automatic) and num_perm ({self.num_perm}), got {self.bands}")
+
+    def lsh_bands(self) -> int:
+        from slmkit.data.minhash import lsh_shape
+
+        return self.bands or lsh_shape(self.num_perm, self.threshold)[0]
 
 
 @dataclass

@@ -66,7 +66,7 @@ def _init_worker(cfg: DataConfig, tokenizer_path: str) -> None:
     d = cfg.dedup
     _worker.update(
         cfg=cfg, tok=load_data_tokenizer(tokenizer_path), cleaners={},
-        minhash=MinHasher(d.num_perm, d.bands, d.shingle_words, d.seed),
+        minhash=MinHasher(d.num_perm, d.lsh_bands(), d.shingle_words, d.seed),
         forced_split=[s.split for s in cfg.sources.values()],
     )
 

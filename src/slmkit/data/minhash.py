@@ -22,8 +22,9 @@ class MinHasher:
     """Signatures [num_docs, num_perm] uint32 and band keys [num_docs, bands] uint64 for batches of texts."""
 
     def __init__(self, num_perm: int = 128, bands: int = 16, shingle_words: int = 3, seed: int = 1):
-        if num_perm % bands:
-            raise ValueError(f"num_perm ({num_perm}) must be a multiple of bands ({bands})")
+        if not 0 < bands <= num_perm:
+            raise ValueError(f"bands ({bands}) must be between 1 and num_perm ({num_perm})")
+        # with rows = num_perm // bands, the last num_perm % bands entries only refine the estimate
         self.num_perm, self.bands, self.rows = num_perm, bands, num_perm // bands
         self.shingle_words = shingle_words
         rng = np.random.default_rng(seed)
@@ -85,7 +86,8 @@ class MinHasher:
 
     def band_keys(self, signatures: np.ndarray) -> np.ndarray:
         """[num_docs, bands] uint64: one hash per band of `rows` signature entries."""
-        sig = signatures.astype(np.uint64).reshape(len(signatures), self.bands, self.rows)
+        used = self.bands * self.rows
+        sig = signatures[:, :used].astype(np.uint64).reshape(len(signatures), self.bands, self.rows)
         with np.errstate(over="ignore"):
             return (sig * self.band_mult).sum(axis=2, dtype=np.uint64) + np.arange(self.bands, dtype=np.uint64)
 
@@ -98,3 +100,13 @@ def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> np.ndarray:
 def candidate_probability(jaccard: float, bands: int, rows: int) -> float:
     """Chance that LSH proposes a pair with this true similarity."""
     return 1.0 - (1.0 - jaccard**rows) ** bands
+
+
+def lsh_shape(num_perm: int, threshold: float, margin: float = 0.05, recall: float = 0.99) -> tuple[int, int]:
+    """(bands, rows) with the most rows per band (fewest chance candidates between unrelated
+    documents) that still proposes pairs `margin` below the threshold with probability >= `recall`."""
+    for rows in range(min(num_perm, 16), 0, -1):
+        bands = num_perm // rows
+        if candidate_probability(max(threshold - margin, 0.0), bands, rows) >= recall:
+            return bands, rows
+    return num_perm, 1

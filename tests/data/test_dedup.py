@@ -1,0 +1,83 @@
+"""Planted exact and near duplicates must be found (precision and recall >= 0.95) through `prepare`."""
+
+import random
+import re
+
+import numpy as np
+
+from slmkit.data.cleaning import normalize
+from slmkit.data.local_files import read_txt
+from slmkit.data.minhash import MinHasher, estimated_jaccard
+
+from .conftest import run_prepare, shard_documents, write_jsonl
+
+THRESHOLD = 0.7
+
+
+def shingles(text: str, n: int = 3) -> set:
+    words = re.findall(r"\w+", text.lower())
+    return set(zip(*(words[i:] for i in range(n))))
+
+
+def jaccard(a: str, b: str) -> float:
+    x, y = shingles(a), shingles(b)
+    return len(x & y) / len(x | y)
+
+
+def edit(text: str, share: float, rng: random.Random) -> str:
+    """Replace a share of the words with new words: the copy drifts away from the original."""
+    words = text.split(" ")
+    for i in rng.sample(range(len(words)), int(share * len(words))):
+        words[i] = "".join(rng.choice("bcdfghjklmnpqrstvwxz") for _ in range(5))
+    return " ".join(words)
+
+
+def test_minhash_estimates_jaccard_without_bias(tinystories_valid):
+    docs = [d for d in read_txt(tinystories_valid, "blank_line") if len(d.split()) > 80][:150]
+    rng = random.Random(0)
+    hasher = MinHasher(num_perm=128, bands=16, shingle_words=3)
+    edited = [edit(d, rng.choice([0.02, 0.1, 0.3]), rng) for d in docs]
+    estimates = estimated_jaccard(hasher.signatures(docs), hasher.signatures(edited))
+    truth = np.array([jaccard(a, b) for a, b in zip(docs, edited)])
+    assert abs(np.mean(estimates - truth)) < 0.02  # unbiased
+    assert np.std(estimates - truth) < 0.06  # about sqrt(J(1-J)/128)
+
+
+def test_planted_duplicates_found_with_high_precision_and_recall(tmp_path, tinystories_valid, small_tokenizer_dir,
+                                                                 small_tokenizer):
+    base = [normalize(d) for d in read_txt(tinystories_valid, "blank_line") if len(d.split()) > 60][:300]
+    rng = random.Random(1)
+    corpus = list(base)
+    planted = {}  # index in corpus -> index of its original
+    # 0.0: exact copies; 0.02-0.06 of words replaced: J ~0.94-0.82, above the threshold; 0.25 / 0.5: J ~0.45 / 0.2
+    for level in (0.0, 0.0, 0.02, 0.04, 0.06, 0.25, 0.5):
+        for i in rng.sample(range(len(base)), 25):
+            planted[len(corpus)] = i
+            corpus.append(edit(base[i], level, rng) if level else base[i])
+    order = list(range(len(base), len(corpus)))
+    write_jsonl(tmp_path / "docs.jsonl", corpus)
+    manifest = run_prepare(tmp_path / "out", small_tokenizer_dir, [
+        f"sources={{docs: {{kind: files, paths: [{tmp_path / 'docs.jsonl'}], split: train}}}}",
+        f"dedup.threshold={THRESHOLD}", "clean.max_dup_ngram_fraction={}", "clean.max_top_ngram_fraction={}",
+    ])
+    kept_docs = shard_documents(manifest, "train", small_tokenizer)
+    kept, k = set(), 0  # shards keep the input order: match the kept documents as a subsequence
+    for j, doc in enumerate(corpus):
+        if k < len(kept_docs) and kept_docs[k] == doc:
+            kept.add(j)
+            k += 1
+    assert k == len(kept_docs)
+    truth = {j for j in order if jaccard(corpus[j], base[planted[j]]) >= THRESHOLD}
+    removed = {j for j in order if j not in kept}
+    assert len(truth) > 100 and len(order) - len(truth) > 30  # both kinds planted
+    precision = len(removed & truth) / max(1, len(removed))
+    recall = len(removed & truth) / len(truth)
+    assert precision >= 0.95 and recall >= 0.95, (precision, recall)
+    # no unrelated document dropped: an original may only go when an earlier original is its near twin
+    for j in range(len(base)):
+        if j not in kept:
+            assert max(jaccard(base[j], base[i]) for i in range(j)) >= THRESHOLD - 0.1, base[j][:80]
+    stats = manifest.data["dedup"]
+    assert stats["exact_removed"] >= 45  # 50 exact copies, a few of them of the same original
+    dropped_originals = len([j for j in range(len(base)) if j not in kept])
+    assert stats["exact_removed"] + stats["near_removed"] == len(removed) + dropped_originals
