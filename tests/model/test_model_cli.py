@@ -1,7 +1,5 @@
 """`slm model list|info` through the real CLI entry point."""
 
-import pytest
-
 from slmkit.cli import main
 from slmkit.model import Decoder, preset_names
 

@@ -46,3 +46,12 @@ def test_sinusoidal_table_by_hand():
     assert table[0, 1, 2].item() == pytest.approx(math.sin(3 / 10000 ** (2 / 8)), rel=1e-5)
     assert table[0, 1, 3].item() == pytest.approx(math.cos(3 / 10000 ** (2 / 8)), rel=1e-5)
     assert table[0, 0, 1].item() == 1.0
+
+
+def test_rope_frequencies_stay_float32_when_the_model_is_cast():
+    from slmkit.model import Decoder
+
+    model = Decoder(ModelConfig(vocab_size=16, d_model=32, n_heads=2, d_ff=32, n_layers=1)).to(torch.bfloat16)
+    assert model.rope.inv_freq.dtype == torch.float32
+    torch.testing.assert_close(model.rope.inv_freq, rope_inverse_frequencies(model.config)[0], rtol=0, atol=0)
+    assert model(torch.tensor([[1, 2, 3]])).logits.dtype == torch.bfloat16

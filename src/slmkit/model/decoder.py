@@ -97,7 +97,8 @@ class Decoder(nn.Module):
             step = cache.prepare(seq, attention_mask)
             mask = step.attention_mask
             positions = step.positions if positions is None else positions
-        elif attention_mask is not None:
+        elif attention_mask is not None and not bool(attention_mask.all()):
+            # Padding present: an explicit mask. (An all-ones mask keeps the mask-free causal path.)
             real = attention_mask.to(torch.bool)
             mask = padded_causal_mask(real, 0)
             if positions is None:

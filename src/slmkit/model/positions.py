@@ -77,9 +77,18 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
+        self.config = config
         inv_freq, self.attention_scale = rope_inverse_frequencies(config)
         # Not persistent: it is derived from the config, so checkpoints need not carry it.
         self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def _apply(self, fn, recurse=True):
+        # model.to(bfloat16) would round the frequencies (and so every angle) to 8 bits of mantissa;
+        # recompute them in float32 on the new device instead.
+        super()._apply(fn, recurse)
+        if not self.inv_freq.is_meta:
+            self.inv_freq = rope_inverse_frequencies(self.config)[0].to(self.inv_freq.device)
+        return self
 
     def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """positions: [batch or 1, seq] integer -> (cos, sin), each [batch or 1, seq, head_dim]."""
