@@ -17,11 +17,12 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from slmkit.errors import SlmError
 from slmkit.model.block import Block
 from slmkit.model.config import ModelConfig
 from slmkit.model.kv_cache import KVCache, padded_causal_mask
 from slmkit.model.loss import chunked_cross_entropy, cross_entropy
-from slmkit.model.moe import load_balancing_loss, router_z_loss
+from slmkit.model.moe import Experts, load_balancing_loss, router_z_loss
 from slmkit.model.norms import make_norm
 from slmkit.model.positions import RotaryEmbedding, sinusoidal_embedding
 
@@ -62,7 +63,7 @@ class Decoder(nn.Module):
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, 0.0, std)
-        elif hasattr(module, "gate_proj") and isinstance(module.gate_proj, nn.Parameter):  # moe.Experts
+        elif isinstance(module, Experts):
             nn.init.normal_(module.gate_proj, 0.0, std)
             nn.init.normal_(module.up_proj, 0.0, std)
             nn.init.normal_(module.down_proj, 0.0, residual_std)
@@ -90,7 +91,7 @@ class Decoder(nn.Module):
         last_logits_only: return logits for the last position only ([batch, 1, vocab]), which is all
             generation needs after a prefill; ignored when targets are given.
         """
-        batch, seq = ids.shape
+        seq = ids.shape[1]
         step = None
         mask = None  # bool [batch, 1, seq, keys] or None for plain causal attention
         if cache is not None:
@@ -106,7 +107,8 @@ class Decoder(nn.Module):
         if positions is None:
             positions = torch.arange(seq, device=ids.device)[None]
         if self.pos_embed is not None and int(positions.max()) >= self.config.max_seq_len:
-            raise ValueError(f"position {int(positions.max())} is beyond max_seq_len {self.config.max_seq_len}")
+            raise SlmError(f"position {int(positions.max())} is beyond this model's max_seq_len "
+                           f"{self.config.max_seq_len} (learned positions); use a shorter input")
 
         x = self.embed(ids)
         if self.pos_embed is not None:
