@@ -145,3 +145,15 @@ def test_rank_defaults_from_torchrun_environment(prepared, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     loader = TrainBatches(out, batch_size=2, seq_len=8)
     assert (loader.rank, loader.world_size) == (1, 2)
+
+
+def test_many_parts_in_several_processes_keep_order(tmp_path, small_tokenizer_dir, small_tokenizer, monkeypatch):
+    from slmkit.data import document_parts
+    from slmkit.data.synthetic import generate_stories
+
+    monkeypatch.setattr(document_parts, "BATCHES_PER_PART", 2)  # 7 parts of 2 x 16 documents
+    manifest = run_prepare(tmp_path / "out", small_tokenizer_dir, [
+        "sources={s: {kind: synthetic, limit: 200, seed: 4}}", "val_fraction=0", "batch_docs=16", "workers=2",
+        "clean.max_dup_ngram_fraction={}", "clean.max_top_ngram_fraction={}", "dedup.near=false",
+    ])
+    assert shard_documents(manifest, "train", small_tokenizer) == list(generate_stories(200, seed=4))

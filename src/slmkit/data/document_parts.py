@@ -157,11 +157,15 @@ def build_parts(cfg: DataConfig, work_dir: Path, tokenizer_path: str, workers: i
     pool = None
     in_flight: collections.deque = collections.deque()
 
-    def finish(result: dict) -> None:
+    def part_path(batch_index: int) -> Path:
+        return work_dir / f"part_{batch_index // BATCHES_PER_PART:05d}"
+
+    def finish(result: dict, batch_index: int) -> None:
+        # results arrive in order, so `pending` always holds the batches of one part
         pending.append(result)
         progress.update(result["raw_bytes"])
         if len(pending) == BATCHES_PER_PART:
-            _write_part(parts[-1], pending, names)
+            _write_part(part_path(batch_index), pending, names)
             pending.clear()
 
     try:
@@ -171,22 +175,26 @@ def build_parts(cfg: DataConfig, work_dir: Path, tokenizer_path: str, workers: i
             )
         else:
             _init_worker(cfg, tokenizer_path)
+        last = -1
         for index, batch in enumerate(_batches(cfg)):
+            last = index
             if index % BATCHES_PER_PART == 0:
-                parts.append(work_dir / f"part_{index // BATCHES_PER_PART:05d}")
+                parts.append(part_path(index))
             if parts[-1].exists():  # finished in an earlier run
                 progress.update(sum(len(t.encode("utf-8")) for _, t in batch))
                 continue
             if pool is None:
-                finish(_process_batch(batch))
+                finish(_process_batch(batch), index)
                 continue
-            in_flight.append(pool.apply_async(_process_batch, (batch,)))
+            in_flight.append((index, pool.apply_async(_process_batch, (batch,))))
             while len(in_flight) >= 2 * workers:  # bounded: the reader never runs far ahead
-                finish(in_flight.popleft().get())
+                done, result = in_flight.popleft()
+                finish(result.get(), done)
         while in_flight:
-            finish(in_flight.popleft().get())
+            done, result = in_flight.popleft()
+            finish(result.get(), done)
         if pending:
-            _write_part(parts[-1], pending, names)
+            _write_part(part_path(last), pending, names)
     finally:
         if pool is not None:
             pool.terminate()
