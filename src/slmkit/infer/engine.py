@@ -1,0 +1,196 @@
+"""`BatchGenerator`: the step-wise generation core that batched generation, streaming and a server's
+continuous batching all drive.
+
+    engine = BatchGenerator(model, tokenizer, max_batch=8)
+    engine.add([1, 2, 3], SamplingParams(temperature=0), request_id="a")
+    while engine.has_work():
+        for event in engine.step():           # one token per running request
+            print(event.request_id, event.delta, event.finish_reason)
+
+Each `step()` first admits waiting requests into free cache rows (a prefill per request; its first
+token is sampled right away), then runs ONE batched decode forward for every running request, each
+with its own sampling settings and random generator. Finished requests leave at once and their row
+is reused, so requests can join and leave between steps.
+
+Context policy: a prompt longer than the cache (the model's context window unless `max_len` is
+smaller) raises `ContextLengthError`; generation that reaches the end of the window stops with
+finish_reason "length".
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+
+import torch
+
+from slmkit.errors import SlmError
+from slmkit.infer.runner import ModelRunner
+from slmkit.infer.sampling import Sampler, SamplingParams
+from slmkit.infer.text import TextStream
+
+
+class ContextLengthError(SlmError, ValueError):
+    """A prompt does not fit the model's context window."""
+
+
+@dataclass
+class StepEvent:
+    """One new token of one request (token_id None when a request ends without a new token)."""
+
+    request_id: str
+    token_id: int | None
+    delta: str  # new text, UTF-8 safe, stop strings withheld
+    finish_reason: str | None = None  # None while running; "stop" (EOS / stop string) or "length"
+
+
+@dataclass
+class Completion:
+    request_id: str
+    prompt_ids: list[int]
+    token_ids: list[int]  # generated ids (EOS not included)
+    text: str
+    finish_reason: str
+
+
+@dataclass
+class _Running:
+    request_id: str
+    prompt_ids: list[int]
+    params: SamplingParams
+    sampler: Sampler
+    stream: TextStream
+    generated: list[int] = field(default_factory=list)
+    text: str = ""
+    next_token: int | None = None  # sampled but not yet in the cache
+    finish_reason: str | None = None
+
+
+def eos_ids_for(tokenizer=None, info=None) -> set[int]:
+    """The ids that end generation: the tokenizer's EOS and the model config's eos_token_id(s)."""
+    ids: set[int] = set()
+    if tokenizer is not None and tokenizer.eos_id is not None:
+        ids.add(tokenizer.eos_id)
+    value = (getattr(info, "special_tokens", None) or {}).get("eos_token_id")
+    if value is not None:
+        ids.update(value if isinstance(value, list) else [value])
+    return ids
+
+
+class BatchGenerator:
+    def __init__(self, model, tokenizer=None, max_batch: int = 8, max_len: int | None = None,
+                 eos_ids: set[int] | None = None, runner: ModelRunner | None = None):
+        self.runner = runner or ModelRunner(model)
+        self.tokenizer = tokenizer
+        self.eos_ids = set(eos_ids) if eos_ids is not None else eos_ids_for(tokenizer)
+        self.cache = self.runner.new_cache(max_batch, max_len)
+        self.max_batch = max_batch
+        self.waiting: deque[_Running] = deque()
+        self.running: list[_Running] = []  # running[i] owns cache row i
+        self._ids = itertools.count()
+
+    @property
+    def max_len(self) -> int:
+        return self.cache.max_len
+
+    def add(self, prompt_ids: list[int], params: SamplingParams | None = None, request_id: str | None = None) -> str:
+        """Queue a request; it starts at the next `step()` with a free row. Returns its id."""
+        params = params or SamplingParams()
+        prompt_ids = [int(i) for i in prompt_ids]
+        if not prompt_ids:
+            raise ContextLengthError("the prompt is empty; give at least one token")
+        if len(prompt_ids) >= self.max_len:
+            raise ContextLengthError(
+                f"the prompt has {len(prompt_ids)} tokens but the context window is {self.max_len} tokens "
+                "(including room for one new token); shorten the prompt")
+        vocab = self.runner.config.vocab_size
+        if min(prompt_ids) < 0 or max(prompt_ids) >= vocab:
+            raise SlmError(f"prompt token id {max(prompt_ids)} is outside the model's vocabulary ({vocab})")
+        request_id = request_id if request_id is not None else f"req-{next(self._ids)}"
+        self.waiting.append(_Running(request_id, prompt_ids, params, Sampler(params),
+                                     TextStream(self.tokenizer, params.stop)))
+        return request_id
+
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def cancel(self, request_id: str) -> None:
+        """Drop a request, waiting or running (a server calls this when a client disconnects)."""
+        self.waiting = deque(r for r in self.waiting if r.request_id != request_id)
+        for row, r in enumerate(self.running):
+            if r.request_id == request_id:
+                self._release(row)
+                return
+
+    def step(self) -> list[StepEvent]:
+        """Admit waiting requests, then decode one token for every running request."""
+        events: list[StepEvent] = []
+        while self.waiting and len(self.running) < self.max_batch:
+            request = self.waiting.popleft()
+            row = len(self.running)
+            self.cache.set_length(row, 0)
+            self.running.append(request)
+            logits = self.runner.forward(torch.tensor([request.prompt_ids], device=self.runner.device),
+                                         self.cache, row0=row)
+            self._accept(row, self._sample(request, logits[0]), events)
+        self._sweep()
+        if self.running:
+            n = len(self.running)
+            ids = torch.tensor([[r.next_token] for r in self.running], device=self.runner.device)
+            logits = self.runner.forward(ids, self.cache)
+            if all(r.params.greedy and not r.sampler.processors for r in self.running):
+                tokens = logits.argmax(-1).tolist()
+            else:
+                tokens = [self._sample(r, logits[i]) for i, r in enumerate(self.running)]
+            for row in range(n):
+                self._accept(row, tokens[row], events)
+            self._sweep()
+        return events
+
+    # ----------------------------------------------------------------------------------------- internals
+
+    def _sample(self, request: _Running, logits: torch.Tensor) -> int:
+        return request.sampler.sample(logits, request.prompt_ids, request.generated)
+
+    def _accept(self, row: int, token: int, events: list[StepEvent]) -> None:
+        """Record a sampled token for the request in `row`; mark it finished (next_token None) if done."""
+        request = self.running[row]
+        params = request.params
+        if token in self.eos_ids and not params.ignore_eos or token in params.stop_token_ids:
+            self._finish(request, None, "stop", events)
+            return
+        request.generated.append(token)
+        delta = request.stream.push(token)
+        if request.stream.stopped:
+            self._finish(request, token, "stop", events, delta)
+        elif len(request.generated) >= params.max_new_tokens or self.cache.lengths[row] + 1 >= self.max_len:
+            self._finish(request, token, "length", events, delta)
+        else:
+            request.next_token = token
+            request.text += delta
+            events.append(StepEvent(request.request_id, token, delta))
+
+    def _finish(self, request: _Running, token, reason: str, events: list[StepEvent], delta: str = "") -> None:
+        delta += request.stream.finish()
+        request.text += delta
+        request.next_token = None
+        request.finish_reason = reason
+        events.append(StepEvent(request.request_id, token, delta, reason))
+
+    def _sweep(self) -> None:
+        """Release rows whose request finished, keeping running rows packed at the front."""
+        row = 0
+        while row < len(self.running):
+            if self.running[row].next_token is None:
+                self._release(row)
+            else:
+                row += 1
+
+    def _release(self, row: int) -> None:
+        last = len(self.running) - 1
+        if row != last:
+            self.cache.move_row(last, row)
+            self.running[row] = self.running[last]
+        self.running.pop()
+        self.cache.set_length(last, 0)
