@@ -19,6 +19,7 @@ VERB_MODULES = [
     "slmkit.cli.tokenizer_cmd",
     "slmkit.cli.prepare_cmd",
     "slmkit.cli.data_cmd",
+    "slmkit.cli.train_cmd",
     "slmkit.cli.model_cmd",
     "slmkit.cli.export_cmd",
 ]

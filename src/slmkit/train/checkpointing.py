@@ -1,0 +1,306 @@
+"""Training checkpoints: write atomically, find the latest valid one, keep the last K plus the best.
+
+A checkpoint is a directory `RUN/checkpoints/step_00001000/` holding
+
+    model.safetensors, config.json, tokenizer.json ...   loadable by `load_model` like any model directory
+    optimizer.pt        AdamW moments (+ fp16 scaler), keyed by parameter name; read with weights_only=True
+    rng.pt              every rank's torch / CUDA / numpy / python RNG states (weights_only=True)
+    run_config.yaml     the resolved RunConfig
+    trainer_state.json  step, tokens, data-loader state, metrics, and each file's size and sha256
+
+It is written under `.tmp-step_...` and renamed when complete, and trainer_state.json (written last)
+lists every file's checksum, so a half-written or corrupted checkpoint is recognised and skipped by
+`resume=auto`. Model and optimizer state use full (unsharded) tensors keyed by parameter name, so a
+checkpoint from one process, DDP or FSDP resumes under any of them; `_orig_mod.` (torch.compile)
+and `module.` (DDP) prefixes are stripped on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from slmkit.config import save_config
+from slmkit.errors import CheckpointError
+from slmkit.model.checkpoint import CONFIG_FILE, FORMAT, FORMAT_VERSION, WEIGHTS_FILE, copy_tokenizer_files
+
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "trainer_state.json"
+OPTIMIZER_FILE = "optimizer.pt"
+RNG_FILE = "rng.pt"
+NAME = re.compile(r"^step_(\d{8})$")
+PREFIXES = ("_orig_mod.", "module.")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def strip_prefixes(state: dict) -> dict:
+    """Names as the plain model has them: torch.compile's `_orig_mod.` and DDP's `module.` removed."""
+    out = {}
+    for name, value in state.items():
+        changed = True
+        while changed:
+            changed = False
+            for prefix in PREFIXES:
+                if name.startswith(prefix):
+                    name, changed = name[len(prefix):], True
+        out[name] = value
+    return out
+
+
+# --- RNG -------------------------------------------------------------------------------------------
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": _python_state_to_plain(random.getstate()),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    random.setstate(_plain_to_python_state(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def _python_state_to_plain(state):
+    version, internal, gauss = state
+    return {"version": version, "internal": list(internal), "gauss": gauss}
+
+
+def _plain_to_python_state(plain):
+    return plain["version"], tuple(plain["internal"]), plain["gauss"]
+
+
+# --- writing ---------------------------------------------------------------------------------------
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:08d}"
+
+
+def write_model_files(directory: Path, model_state: dict, model_config, tokenizer_dir: Path | None) -> None:
+    """model.safetensors + config.json (+ tokenizer files) into an existing directory, each file atomically."""
+    tensors = {name: t.detach().contiguous().cpu() for name, t in strip_prefixes(model_state).items()}
+    if model_config.tie_embeddings:
+        tensors.pop("head.weight", None)
+    tmp = directory / (WEIGHTS_FILE + ".tmp")
+    save_file(tensors, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, directory / WEIGHTS_FILE)
+    config = {"format": FORMAT, "format_version": FORMAT_VERSION, **model_config.to_dict()}
+    tmp = directory / (CONFIG_FILE + ".tmp")
+    tmp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, directory / CONFIG_FILE)
+    if tokenizer_dir is not None:
+        copy_tokenizer_files(Path(tokenizer_dir), directory)
+
+
+def save_checkpoint(run_dir: Path, step: int, model_state: dict, optimizer_state: dict, rng_states: list,
+                    trainer_state: dict, run_config, model_config, tokenizer_dir: Path | None,
+                    scaler_state: dict | None = None) -> Path:
+    """Write checkpoint `step` atomically (rank 0 only); returns its directory."""
+    root = Path(run_dir) / CHECKPOINTS
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / checkpoint_name(step)
+    tmp = root / f".tmp-{checkpoint_name(step)}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        write_model_files(tmp, model_state, model_config, tokenizer_dir)
+        torch.save({"optimizer": optimizer_state, "scaler": scaler_state}, tmp / OPTIMIZER_FILE)
+        torch.save({"ranks": rng_states}, tmp / RNG_FILE)
+        save_config(run_config, tmp / "run_config.yaml")
+        files = {}
+        for path in sorted(tmp.iterdir()):
+            if path.is_file():
+                files[path.name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+        state = {"format": "slmkit-trainer-state/1", "step": step, **trainer_state, "files": files}
+        (tmp / STATE_FILE).write_text(json.dumps(state, indent=1), encoding="utf-8")
+        _fsync_dir(tmp)
+        if final.exists():  # re-saving the same step (e.g. end of run right after a periodic save)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# --- finding and validating ------------------------------------------------------------------------
+def read_trainer_state(directory: Path) -> dict:
+    path = Path(directory) / STATE_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{directory} has no {STATE_FILE}: not a complete training checkpoint")
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckpointError(f"{path} is not valid JSON (a half-written checkpoint?)") from None
+    if not isinstance(state, dict) or "step" not in state or "files" not in state:
+        raise CheckpointError(f"{path} is incomplete (no step or file list)")
+    return state
+
+
+def verify_checkpoint(directory: Path, checksums: bool = True) -> dict:
+    """The trainer state of a complete, intact checkpoint; CheckpointError saying what is wrong otherwise."""
+    directory = Path(directory)
+    state = read_trainer_state(directory)
+    for name in (WEIGHTS_FILE, CONFIG_FILE, OPTIMIZER_FILE):
+        if name not in state["files"]:
+            raise CheckpointError(f"{directory}: {STATE_FILE} does not list {name}")
+    for name, info in state["files"].items():
+        path = directory / name
+        if not path.is_file():
+            raise CheckpointError(f"{directory}: {name} is missing")
+        if path.stat().st_size != info["bytes"]:
+            raise CheckpointError(f"{directory}: {name} has {path.stat().st_size} bytes, expected {info['bytes']} "
+                                  "(truncated or half-written)")
+        if checksums and sha256_file(path) != info["sha256"]:
+            raise CheckpointError(f"{directory}: {name} is corrupt (sha256 differs from {STATE_FILE})")
+    return state
+
+
+def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, directory) of every finished-looking checkpoint, oldest first (not yet verified)."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = []
+    for path in root.iterdir():
+        match = NAME.match(path.name)
+        if match and path.is_dir():
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def latest_valid_checkpoint(run_dir: Path, log=None) -> Path | None:
+    """The newest checkpoint that verifies (sizes and checksums); broken ones are reported and skipped."""
+    for step, path in reversed(list_checkpoints(run_dir)):
+        try:
+            verify_checkpoint(path)
+            return path
+        except CheckpointError as e:
+            if log:
+                log(f"skipping checkpoint {path.name}: {e}")
+    return None
+
+
+def resolve_resume(resume: str, run_dir: Path, log=None) -> Path | None:
+    """`train.resume`: none -> None; auto -> latest valid (or None); a path -> that checkpoint, verified."""
+    if resume in ("none", "", "false", "False"):
+        return None
+    if resume == "auto":
+        return latest_valid_checkpoint(run_dir, log)
+    path = Path(resume)
+    if path.is_dir() and not (path / STATE_FILE).exists() and list_checkpoints(path):
+        found = latest_valid_checkpoint(path, log)  # a run directory: its latest checkpoint
+        if found is None:
+            raise CheckpointError(f"{path} has no valid checkpoint to resume from")
+        return found
+    verify_checkpoint(path)
+    return path
+
+
+def prune_checkpoints(run_dir: Path, keep_last: int, keep_best: bool) -> list[Path]:
+    """Delete all but the newest `keep_last` checkpoints and (optionally) the best by validation loss."""
+    found = list_checkpoints(run_dir)
+    keep = {path for _, path in found[-keep_last:]} if keep_last > 0 else set()
+    if keep_best:
+        best, best_loss = None, float("inf")
+        for _, path in found:
+            try:
+                loss = read_trainer_state(path).get("val_loss")
+            except CheckpointError:
+                continue
+            if loss is not None and loss < best_loss:
+                best, best_loss = path, loss
+        if best is not None:
+            keep.add(best)
+    if not keep and found:
+        keep.add(found[-1][1])  # never delete the only way to resume
+    removed = []
+    for _, path in found:
+        if path not in keep:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def remove_stale_temporaries(run_dir: Path) -> None:
+    root = Path(run_dir) / CHECKPOINTS
+    if root.is_dir():
+        for path in root.iterdir():
+            if path.name.startswith(".tmp-"):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+# --- reading ---------------------------------------------------------------------------------------
+def load_model_state(directory: Path, model_config) -> dict[str, torch.Tensor]:
+    """The full model state dict from model.safetensors (prefixes stripped, a tied head re-added)."""
+    path = Path(directory) / WEIGHTS_FILE
+    with safe_open(str(path), framework="pt") as f:
+        state = {name: f.get_tensor(name) for name in f.keys()}
+    state = strip_prefixes(state)
+    if model_config.tie_embeddings and "embed.weight" in state:
+        state["head.weight"] = state["embed.weight"]
+    return state
+
+
+def load_training_files(directory: Path) -> tuple[dict, dict]:
+    """(optimizer.pt contents, rng.pt contents), both read with weights_only=True."""
+    directory = Path(directory)
+    optim = torch.load(directory / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
+    rng_path = directory / RNG_FILE
+    rng = torch.load(rng_path, map_location="cpu", weights_only=True) if rng_path.is_file() else {"ranks": []}
+    optim["optimizer"] = _strip_optimizer_names(optim["optimizer"])
+    return optim, rng
+
+
+def _strip_optimizer_names(state: dict) -> dict:
+    """Optimizer state keyed by parameter name: strip compile/DDP prefixes from the names."""
+    if isinstance(state.get("state"), dict) and all(isinstance(k, str) for k in state["state"]):
+        state = dict(state)
+        state["state"] = strip_prefixes(state["state"])
+        groups = []
+        for group in state.get("param_groups", []):
+            group = dict(group)
+            group["params"] = [next(iter(strip_prefixes({p: None}))) if isinstance(p, str) else p
+                               for p in group["params"]]
+            groups.append(group)
+        state["param_groups"] = groups
+    return state

@@ -1,0 +1,182 @@
+"""`TrainConfig` (the `train:` section) and `RunConfig` (model + data + train), loaded from one YAML recipe.
+
+    cfg = load_run_config("configs/demo.yaml", ["train.max_steps=200", "model.n_layers=2"])
+
+The `model:` section is a `ModelConfig`; it may name a preset (`preset: tiny`) whose fields fill in
+what the section leaves out, and `vocab_size` defaults to the prepared data's tokenizer. The `data:`
+section is the `DataConfig` of `slm prepare`: training reads its `out_dir`, and prepares it first
+when `train.prepare_if_missing` is set. The resolved config (preset expanded) is what a run saves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from slmkit.config import apply_overrides, from_dict, read_yaml
+from slmkit.data.config import DataConfig
+from slmkit.errors import ConfigError
+from slmkit.model.config import ModelConfig
+
+DEFAULT_PROMPTS = ["Once upon a time", "The little dog", "One day, a girl named Lily"]
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "runs/train"  # the run directory: checkpoints, metrics, plots, final model
+    seed: int = 0
+    device: str = "auto"  # auto (cuda > mps > cpu) | cpu | cuda | cuda:N | mps
+
+    # --- batch: one optimizer step sees batch_size * grad_accum * world_size sequences of seq_len tokens ---
+    batch_size: int = 8  # micro-batch per process
+    grad_accum: int = 1
+    seq_len: int = 256
+    max_steps: int = 1000  # optimizer steps
+    max_minutes: float | None = None  # stop (with a checkpoint) after this much training time
+
+    # --- optimizer (torch AdamW; no weight decay on norms, biases and embeddings) ---
+    lr: float = 1e-3
+    min_lr: float | None = None  # absolute floor of the decay; None -> lr * min_lr_ratio
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping (the norm is still logged)
+    fused_optimizer: bool = True  # torch's fused (or foreach) AdamW kernels where available
+
+    # --- schedule, stepped once per optimizer step ---
+    schedule: Literal["cosine", "wsd", "constant"] = "cosine"
+    warmup_steps: int = 100
+    decay_fraction: float = 0.2  # wsd: share of max_steps spent decaying at the end
+
+    # --- precision and memory ---
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16: autocast over fp32 master weights
+    gradient_checkpointing: bool = False
+    loss_chunk_size: int | None = None  # compute the loss this many positions at a time (big vocabularies)
+    compile: bool = False  # torch.compile the model (slow to start: ~35 s per graph on a small CPU)
+    tf32: bool = True  # TF32 matmuls on CUDA
+    gpu_memory_fraction: float | None = None  # cap this process's share of GPU memory (0, 1]
+
+    # --- robustness ---
+    max_bad_steps: int = 20  # stop (with a checkpoint) after this many non-finite steps in a row
+
+    # --- distributed (under torchrun) ---
+    parallel: Literal["ddp", "fsdp"] = "ddp"
+    backend: Literal["auto", "nccl", "gloo"] = "auto"  # auto: nccl on CUDA, gloo on CPU
+
+    # --- checkpoints ---
+    checkpoint_every: int = 500  # optimizer steps; 0 = only at the end (and on SIGINT/SIGTERM)
+    keep_last: int = 2
+    keep_best: bool = True  # also keep the checkpoint with the lowest validation loss
+    resume: str = "none"  # none | auto (latest valid checkpoint in out_dir, else start) | a checkpoint path
+    prepare_if_missing: bool = True  # run `slm prepare` on the data section when its shards are missing
+
+    # --- evaluation ---
+    eval_every: int = 250  # 0 = only at the end
+    eval_batch_size: int | None = None  # None -> batch_size
+    eval_max_batches: int | None = None  # None -> every validation window
+    sample_prompts: list[str] = field(default_factory=lambda: list(DEFAULT_PROMPTS))
+    sample_tokens: int = 64
+    sample_temperature: float = 0.8  # 0 = greedy
+    sample_top_k: int | None = 50
+
+    # --- logging and tracking ---
+    log_every: int = 10
+    progress: bool = True
+    tensorboard: bool = True  # when tensorboard is installed
+    wandb_project: str | None = None  # log to Weights & Biases (needs `pip install wandb`)
+    wandb_run_name: str | None = None
+    plots: bool = True  # loss and lr curves as PNG at the end (matplotlib)
+    peak_flops: float | None = None  # per device, for MFU; None -> table (GPUs) or a measurement (CPU)
+
+    def __post_init__(self) -> None:
+        positive = ("batch_size", "grad_accum", "seq_len", "max_steps", "max_bad_steps", "log_every")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("warmup_steps", "checkpoint_every", "eval_every", "keep_last", "sample_tokens"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.min_lr is not None and not 0.0 <= self.min_lr <= self.lr:
+            raise ValueError(
+                f"min_lr ({self.min_lr:g}) is above lr ({self.lr:g}): the decay would raise the learning rate; "
+                "set min_lr <= lr (or use min_lr_ratio)"
+            )
+        if not 0.0 <= self.decay_fraction <= 1.0:
+            raise ValueError(f"decay_fraction must be in [0, 1], got {self.decay_fraction}")
+        if self.warmup_steps > self.max_steps:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) is longer than max_steps ({self.max_steps})")
+        if self.grad_clip < 0 or self.weight_decay < 0:
+            raise ValueError("grad_clip and weight_decay must be >= 0")
+        if self.gpu_memory_fraction is not None and not 0.0 < self.gpu_memory_fraction <= 1.0:
+            raise ValueError(f"gpu_memory_fraction must be in (0, 1], got {self.gpu_memory_fraction}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError(f"max_minutes must be > 0, got {self.max_minutes}")
+        if self.sample_temperature < 0:
+            raise ValueError(f"sample_temperature must be >= 0, got {self.sample_temperature}")
+
+    @property
+    def floor_lr(self) -> float:
+        """The learning rate the decay ends at."""
+        return self.min_lr if self.min_lr is not None else self.lr * self.min_lr_ratio
+
+
+@dataclass
+class RunConfig:
+    """Everything a training run needs; saved resolved as `config.yaml` in the run directory."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def resolve_model_section(section: dict | None, data_dir: str | os.PathLike | None) -> dict:
+    """Expand `preset: NAME` into the preset's fields (the section's own keys win) and default
+    `vocab_size` to the prepared data's tokenizer when the section does not set it."""
+    from slmkit.model.presets import preset
+
+    section = dict(section or {})
+    name = section.pop("preset", None)
+    base: dict = {}
+    if name is not None:
+        base = preset(str(name)).to_dict()
+    if "vocab_size" not in section and data_dir is not None:
+        vocab = manifest_vocab_size(data_dir)
+        if vocab is not None:
+            section["vocab_size"] = vocab
+    return {**base, **section}
+
+
+def manifest_vocab_size(data_dir: str | os.PathLike) -> int | None:
+    path = Path(data_dir) / "manifest.json"
+    try:
+        return int(json.loads(path.read_text(encoding="utf-8"))["tokenizer"]["vocab_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def run_config_from_dict(data: dict) -> RunConfig:
+    data = dict(data)
+    unknown = sorted(set(data) - {"model", "data", "train"})
+    if unknown:
+        raise ConfigError(f"unknown config section '{unknown[0]}' (sections: model, data, train)")
+    data_dir = (data.get("data") or {}).get("out_dir", DataConfig().out_dir)
+    if not isinstance(data.get("model", {}), (dict, type(None))):
+        raise ConfigError("model: expected a mapping (e.g. preset: tiny)")
+    data["model"] = resolve_model_section(data.get("model"), data_dir)
+    return from_dict(RunConfig, data)
+
+
+def load_run_config(path: str | os.PathLike | None = None, overrides: list[str] = ()) -> RunConfig:
+    """Read a recipe, apply dotted overrides, expand the model preset, validate every section."""
+    data = read_yaml(path) if path else {}
+    data = apply_overrides(data, list(overrides))
+    return run_config_from_dict(data)

@@ -1,0 +1,305 @@
+"""The one Trainer: pretraining here, fine-tuning and DPO later; they differ in data and loss, not loops.
+
+    trainer = Trainer(cfg, model, train_data, eval_data=val, tokenizer=tok, tokenizer_dir=data_dir / "tokenizer")
+    result = trainer.fit()          # {"status": "finished" | "interrupted" | "time_limit", "step": ..., ...}
+
+One optimizer step: draw the global batch, run `grad_accum` micro-batches of this rank's rows
+(gradient sync only on the last under DDP), normalise by the global number of targets, clip,
+check finiteness, set the scheduled lr, step. `loss_fn(model, micro_batch) -> (summed loss, extras)`
+and `weight_fn(batch) -> loss units in the batch` are the hooks other objectives replace.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from slmkit.config import to_dict
+from slmkit.errors import SlmError
+from slmkit.train import checkpointing as ckpt
+from slmkit.train.batches import batch_rows, count_targets, lm_loss, micro_batch, to_device
+from slmkit.train.distributed import Dist, is_fsdp, no_grad_sync, setup_distributed, unwrap, wrap_model
+from slmkit.train.evaluation import evaluate, sample, token_byte_lengths
+from slmkit.train.optim import build_optimizer
+from slmkit.train.precision import autocast, configure_device, grad_scaler
+from slmkit.train.schedules import make_schedule, set_lr
+from slmkit.train.state import gather_state, grad_norm, restore_state
+from slmkit.train.throughput import memory_in_use, peak_flops
+
+
+class TrainingDiverged(SlmError):
+    """Too many non-finite steps in a row; the last good weights were saved."""
+
+
+class Trainer:
+    def __init__(self, cfg, model, train_data, eval_data=None, tokenizer=None, tokenizer_dir=None,
+                 loss_fn=None, weight_fn=None, dist: Dist | None = None, device=None, log=print):
+        self.cfg, self.tcfg = cfg, cfg.train
+        if dist is None or device is None:
+            dist, device = setup_distributed(self.tcfg)
+        self.dist, self.device = dist, device
+        self.log = log if dist.is_main else (lambda *a, **k: None)
+        self.run_dir = Path(self.tcfg.out_dir)
+        self.train_data, self.eval_data = train_data, eval_data
+        self.tokenizer, self.tokenizer_dir = tokenizer, tokenizer_dir
+        self.loss_fn = loss_fn or (lambda m, b: lm_loss(m, b, self.tcfg.loss_chunk_size))
+        self.weight_fn = weight_fn or count_targets
+        configure_device(self.tcfg, device)
+
+        self.model_config = unwrap(model).config
+        unwrap(model).gradient_checkpointing = self.tcfg.gradient_checkpointing or self.model_config.gradient_checkpointing
+        self.model = wrap_model(model.to(device), self.tcfg, dist, device)
+        self.fsdp = is_fsdp(self.model)
+        self.optimizer = build_optimizer(unwrap(self.model), self.tcfg, device)
+        self.params = [p for p in unwrap(self.model).parameters() if p.requires_grad]
+        self.scaler = grad_scaler(self.tcfg.precision, device)
+        self.schedule = make_schedule(self.tcfg)
+        self.rows = self.tcfg.batch_size
+        self.rows_per_step = self.rows * self.tcfg.grad_accum * dist.world_size
+
+        self.step, self.skipped, self.bad_in_row, self.train_seconds = 0, 0, 0, 0.0
+        self.best_val_loss, self.last_eval = math.inf, {}
+        self._stop_signal: int | None = None
+        self.resumed_from = None
+        if dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            ckpt.remove_stale_temporaries(self.run_dir)
+        dist.barrier()
+        self._resume()
+        # compile last: checkpoints are read and written through the plain module either way
+        self.forward_model = torch.compile(self.model) if self.tcfg.compile else self.model
+        self.byte_lengths = (token_byte_lengths(tokenizer, self.model_config.vocab_size)
+                             if tokenizer is not None else None)
+
+    # --- resume --------------------------------------------------------------------------------
+    def _resume(self) -> None:
+        path = ckpt.resolve_resume(self.tcfg.resume, self.run_dir, log=self.log)
+        if path is None:
+            if self.tcfg.resume == "auto":
+                self.log(f"resume=auto: no valid checkpoint in {self.run_dir / ckpt.CHECKPOINTS}, starting fresh")
+            return
+        state = restore_state(path, self.model, self.optimizer, self.scaler, self.model_config, self.dist)
+        self.step = int(state["step"])
+        self.train_data.load_state_dict(state["data"])
+        self.skipped = int(state.get("skipped_steps", 0))
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+        self.best_val_loss = state.get("best_val_loss") or math.inf
+        self.resumed_from = path
+        self.log(f"resumed from {path} (step {self.step})")
+
+    # --- one optimizer step --------------------------------------------------------------------
+    def train_step(self) -> dict:
+        batch = self.train_data.next_batch()
+        if batch_rows(batch) != self.rows_per_step:
+            raise SlmError(f"the batch source gave {batch_rows(batch)} rows, expected {self.rows_per_step}")
+        total_weight = max(self.weight_fn(batch), 1)
+        scale = self.dist.world_size / total_weight
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        extras_sum: dict = {}
+        for m in range(self.tcfg.grad_accum):
+            micro = to_device(micro_batch(batch, m, self.dist.rank, self.rows, self.dist.world_size), self.device)
+            with no_grad_sync(self.model, m < self.tcfg.grad_accum - 1):
+                with autocast(self.tcfg.precision, self.device, self.fsdp):
+                    loss, extras = self.loss_fn(self.forward_model, micro)
+                scaled = loss * scale
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            loss_sum += loss.detach().double()
+            for k, v in extras.items():
+                extras_sum[k] = extras_sum.get(k, 0.0) + float(v) / self.tcfg.grad_accum
+        total = self.dist.all_reduce_sum([float(loss_sum)], self.device)[0]
+        loss_value = total / total_weight
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        norm = float(grad_norm(self.params, self.tcfg.grad_clip))
+        lr = self.schedule(self.step)
+        finite = math.isfinite(loss_value) and math.isfinite(norm)
+        if finite:
+            set_lr(self.optimizer, lr)
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+            else:
+                self.optimizer.step()
+            self.bad_in_row = 0
+        else:
+            self.skipped += 1
+            self.bad_in_row += 1
+        if self.scaler is not None:
+            self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return {"loss": loss_value, "lr": lr, "grad_norm": norm, "skipped": not finite, **extras_sum}
+
+    # --- the loop ------------------------------------------------------------------------------
+    def fit(self) -> dict:
+        from tqdm import tqdm
+
+        from slmkit.train.tracking import Tracker, plot_curves, run_info
+
+        tracker = None
+        if self.dist.is_main:
+            from slmkit.config import save_config
+
+            save_config(self.cfg, self.run_dir / "config.yaml")
+            import json
+
+            info = run_info(self.device, self.dist.world_size, {"resumed_from": str(self.resumed_from or "")})
+            (self.run_dir / "run_info.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
+            tracker = Tracker(self.run_dir, self.tcfg, to_dict(self.cfg), resumed=self.resumed_from is not None)
+        self.tracker = tracker
+        seq = self.tcfg.seq_len
+        tokens_per_step = self.rows_per_step * seq
+        from slmkit.model import flops_per_token
+
+        flops = flops_per_token(self.model_config, seq)
+        peak = peak_flops(self.device, self.tcfg.precision, self.tcfg.tf32, self.tcfg.peak_flops) \
+            if self.dist.is_main else None
+        bar = tqdm(total=self.tcfg.max_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
+                   disable=not (self.dist.is_main and self.tcfg.progress))
+        status = "finished"
+        handlers = self._install_signal_handlers()
+        window_start, window_steps, window_time = time.perf_counter(), 0, 0.0
+        try:
+            if self.step == 0 and self.tcfg.eval_every:
+                self._evaluate()
+            while self.step < self.tcfg.max_steps:
+                t0 = time.perf_counter()
+                metrics = self.train_step()
+                dt = time.perf_counter() - t0
+                self.train_seconds += dt
+                window_steps, window_time = window_steps + 1, window_time + dt
+                bar.update(1)
+                if self.step % self.tcfg.log_every == 0 or self.step == self.tcfg.max_steps:
+                    tok_s = window_steps * tokens_per_step / max(window_time, 1e-9)
+                    metrics.update(tokens=self.step * tokens_per_step, tokens_per_s=tok_s,
+                                   skipped_total=self.skipped, memory_gb=memory_in_use(self.device) / 1e9)
+                    if peak:
+                        metrics["mfu"] = flops * tok_s / (peak * self.dist.world_size)
+                    if tracker:
+                        tracker.log(self.step, "train", metrics)
+                    bar.set_postfix(loss=f"{metrics['loss']:.3f}", lr=f"{metrics['lr']:.2e}",
+                                    tok_s=f"{tok_s:,.0f}", mfu=f"{metrics.get('mfu', 0) * 100:.1f}%",
+                                    mem=f"{metrics['memory_gb']:.2f}GB")
+                    window_steps, window_time = 0, 0.0
+                if self.bad_in_row >= self.tcfg.max_bad_steps:
+                    path = self.save_checkpoint()
+                    raise TrainingDiverged(
+                        f"{self.bad_in_row} non-finite steps in a row at step {self.step} (loss {metrics['loss']}, "
+                        f"grad norm {metrics['grad_norm']}); the last good weights are in {path}. Lower train.lr, "
+                        "use bf16 instead of fp16, or raise train.max_bad_steps")
+                if self.tcfg.eval_every and self.step % self.tcfg.eval_every == 0 and self.step < self.tcfg.max_steps:
+                    self._evaluate()
+                if (self.tcfg.checkpoint_every and self.step % self.tcfg.checkpoint_every == 0
+                        and self.step < self.tcfg.max_steps):
+                    self.save_checkpoint()
+                stop = self._should_stop()
+                if stop:
+                    status = stop
+                    break
+            bar.close()
+            if status == "finished":
+                self._evaluate()
+            path = self.save_checkpoint()
+            if self.dist.is_main:
+                ckpt.write_model_files(self.run_dir, self._model_state_for_final(path), self.model_config,
+                                       self.tokenizer_dir)
+        finally:
+            bar.close()
+            self._restore_signal_handlers(handlers)
+            if tracker:
+                tracker.close()
+        plot = plot_curves(self.run_dir) if (self.dist.is_main and self.tcfg.plots) else None
+        return {"status": status, "step": self.step, "skipped_steps": self.skipped, "checkpoint": str(path),
+                "run_dir": str(self.run_dir), "plot": str(plot) if plot else None, **self.last_eval,
+                "train_seconds": self.train_seconds, "wall_seconds": time.perf_counter() - window_start}
+
+    def _model_state_for_final(self, checkpoint_dir: Path) -> dict:
+        return ckpt.load_model_state(checkpoint_dir, self.model_config)
+
+    def _should_stop(self) -> str | None:
+        time_up = self.tcfg.max_minutes is not None and self.train_seconds >= self.tcfg.max_minutes * 60
+        # one collective for both, so every rank takes the same branch
+        signalled, timed_out = self.dist.all_reduce_sum([float(self._stop_signal is not None), float(time_up)],
+                                                        self.device)
+        if signalled:
+            self.log(f"\nstopping at step {self.step} on a signal: saving a checkpoint "
+                     "(continue with train.resume=auto)")
+            return "interrupted"
+        if timed_out:
+            self.log(f"\ntime limit of {self.tcfg.max_minutes} min reached at step {self.step}")
+            return "time_limit"
+        return None
+
+    # --- evaluation and checkpoints ------------------------------------------------------------
+    def _evaluate(self) -> dict:
+        results: dict = {}
+        eval_model = unwrap(self.model)
+        if self.eval_data is not None:
+            ctx = lambda: autocast(self.tcfg.precision, self.device, self.fsdp)  # noqa: E731
+            results = evaluate(eval_model, self.eval_data, self.device, ctx, self.byte_lengths, self.dist,
+                               self.tcfg.eval_max_batches)
+        if results:
+            self.best_val_loss = min(self.best_val_loss, results["val_loss"])
+            results["best_val_loss"] = self.best_val_loss
+        samples = []
+        if self.tokenizer is not None and self.tcfg.sample_prompts and self.tcfg.sample_tokens:
+            with autocast(self.tcfg.precision, self.device, self.fsdp):
+                samples = sample(eval_model, self.tokenizer, self.tcfg.sample_prompts, self.tcfg.sample_tokens,
+                                 self.tcfg.sample_temperature, self.tcfg.sample_top_k, self.device,
+                                 self.model_config.max_seq_len, seed=self.tcfg.seed)
+        if self.tracker:
+            self.tracker.log(self.step, "eval", {**results, "samples": samples})
+            for i, text in enumerate(samples):
+                self.tracker.log_text(self.step, f"sample_{i}", text)
+        if results:
+            self.log(f"\nstep {self.step}: val loss {results['val_loss']:.4f}, ppl {results['val_ppl']:.2f}"
+                     + (f", {results['val_bpb']:.4f} bits/byte" if "val_bpb" in results else ""))
+        self.last_eval = {**results, "samples": samples, "eval_step": self.step}
+        return results
+
+    def save_checkpoint(self) -> Path:
+        """Write a checkpoint of the current step (collective: every rank must call it)."""
+        model_state, optim_state, rng = gather_state(self.model, self.optimizer, self.dist)
+        path = self.run_dir / ckpt.CHECKPOINTS / ckpt.checkpoint_name(self.step)
+        if self.dist.is_main:
+            evaluated_now = self.last_eval.get("eval_step") == self.step
+            state = {
+                "tokens": self.step * self.rows_per_step * self.tcfg.seq_len,
+                "data": self.train_data.state_dict(),
+                "val_loss": self.last_eval.get("val_loss") if evaluated_now else None,
+                "val_bpb": self.last_eval.get("val_bpb") if evaluated_now else None,
+                "best_val_loss": self.best_val_loss if math.isfinite(self.best_val_loss) else None,
+                "skipped_steps": self.skipped,
+                "train_seconds": self.train_seconds,
+                "world_size": self.dist.world_size,
+                "rows_per_step": self.rows_per_step,
+            }
+            path = ckpt.save_checkpoint(self.run_dir, self.step, model_state, optim_state, rng, state, self.cfg,
+                                        self.model_config, self.tokenizer_dir,
+                                        self.scaler.state_dict() if self.scaler else None)
+            ckpt.prune_checkpoints(self.run_dir, self.tcfg.keep_last, self.tcfg.keep_best)
+        self.dist.barrier()
+        return path
+
+    # --- signals -------------------------------------------------------------------------------
+    def _install_signal_handlers(self) -> dict:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def handler(signum, frame):
+            if self._stop_signal is not None:  # a second Ctrl-C: stop now
+                raise KeyboardInterrupt
+            self._stop_signal = signum
+
+        old = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, handler)
+        return old
+
+    def _restore_signal_handlers(self, old: dict) -> None:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
