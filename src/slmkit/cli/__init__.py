@@ -22,6 +22,7 @@ VERB_MODULES = [
     "slmkit.cli.train_cmd",
     "slmkit.cli.model_cmd",
     "slmkit.cli.export_cmd",
+    "slmkit.cli.serve_cmd",
 ]
 
 

@@ -1,0 +1,191 @@
+"""The FastAPI application: OpenAI-compatible routes, health, metrics, and the playground.
+
+    GET  /                      the web playground (static page)
+    GET  /health                200 while the process is alive
+    GET  /ready                 200 once the model is loaded and the scheduler runs; 503 while draining
+    GET  /metrics               Prometheus text
+    GET  /v1/models             the one served model
+    POST /v1/completions        text completion (stream or not)
+    POST /v1/chat/completions   chat completion, chat template applied (stream or not)
+
+With an API key set, /v1/* and /metrics need `Authorization: Bearer KEY`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from contextlib import asynccontextmanager
+from importlib import resources
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+
+from slmkit import __version__
+from slmkit.serve import protocol as P
+from slmkit.serve.errors import APIError, error_body, install_handlers
+from slmkit.serve.middleware import BodyLimit, RequestMetrics
+from slmkit.serve.service import COMPLETION_DEFAULT_MAX_TOKENS, Service
+
+# How often a non-streamed request checks that its client is still connected (seconds).
+DISCONNECT_POLL = 0.5
+
+
+def create_app(service: Service) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        service.start()
+        yield
+        # Reached after uvicorn stopped accepting and in-flight responses ended (or its timeout passed).
+        service.scheduler.shutdown()
+
+    app = FastAPI(title="slmkit server", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.state.service = service
+    install_handlers(app)
+    auth = Depends(_require_key(service.config.api_key))
+    static = resources.files("slmkit.serve") / "static"
+
+    @app.get("/", include_in_schema=False)
+    async def playground():
+        return HTMLResponse((static / "index.html").read_text(encoding="utf-8"))
+
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready():
+        if service.ready:
+            return {"status": "ready", "model": service.model_name}
+        return JSONResponse(error_body(503, "not ready: the server is starting or shutting down"), status_code=503)
+
+    @app.get("/metrics", dependencies=[auth])
+    async def metrics():
+        return PlainTextResponse(service.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/models", dependencies=[auth])
+    async def models():
+        return {"object": "list", "data": [_model_card(service)]}
+
+    @app.get("/v1/models/{model_id}", dependencies=[auth])
+    async def model(model_id: str):
+        if model_id != service.model_name:
+            raise APIError(404, f"the model '{model_id}' does not exist", param="model", code="model_not_found")
+        return _model_card(service)
+
+    @app.post("/v1/completions", dependencies=[auth])
+    async def completions(body: P.CompletionRequest, request: Request):
+        service.check_model(body)
+        prompts = service.completion_prompts(body)
+        params = service.sampling_params(body, prompts, COMPLETION_DEFAULT_MAX_TOKENS)
+        return await _run(service, request, body, prompts, params, chat=False)
+
+    @app.post("/v1/chat/completions", dependencies=[auth])
+    async def chat_completions(body: P.ChatCompletionRequest, request: Request):
+        service.check_model(body)
+        prompts = [service.chat_prompt(body)]
+        params = service.sampling_params(body, prompts, None)
+        return await _run(service, request, body, prompts, params, chat=True)
+
+    app.add_middleware(BodyLimit, max_bytes=service.config.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=service.metrics)
+    return app
+
+
+def _model_card(service: Service) -> dict:
+    return {"id": service.model_name, "object": "model", "created": service.created, "owned_by": "slmkit",
+            "context_length": service.context_len}
+
+
+def _require_key(api_key: str | None):
+    expected = f"Bearer {api_key}".encode() if api_key else None
+
+    async def check(request: Request) -> None:
+        if expected is None:
+            return
+        given = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            raise APIError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
+                           code="invalid_api_key")
+
+    return check
+
+
+async def _run(service: Service, request: Request, body, prompts, params, chat: bool) -> Response:
+    rid = P.new_id("chatcmpl" if chat else "cmpl")
+    created = P.now()
+    events, sequences = service.submit(prompts, params, body.n)
+    prompt_tokens = sum(len(p) for p in prompts)
+    if body.stream:
+        stream = _sse(service, events, sequences, rid, created, chat, prompt_tokens, body.include_usage)
+        return StreamingResponse(stream, media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    texts = [""] * len(sequences)
+    finish = [None] * len(sequences)
+    completion_tokens = 0
+    remaining = len(sequences)
+    try:
+        while remaining:
+            try:
+                event = await asyncio.wait_for(events.get(), DISCONNECT_POLL)
+            except asyncio.TimeoutError:
+                if await request.is_disconnected():
+                    return Response(status_code=499)  # nobody is listening; sequences are cancelled below
+                continue
+            if event[0] == "delta":
+                texts[event[1]] += event[2]
+            elif event[0] == "done":
+                finish[event[1]] = event[2]
+                completion_tokens += event[3]
+                remaining -= 1
+            else:
+                raise APIError(500, event[1], code="generation_failed")
+    finally:
+        service.cancel(sequences)
+    choices = [{"index": i, "text": t, "finish_reason": f} for i, (t, f) in enumerate(zip(texts, finish))]
+    use = P.usage(prompt_tokens, completion_tokens)
+    build = P.chat_object if chat else P.completion_object
+    return JSONResponse(build(rid, service.model_name, created, choices, use))
+
+
+async def _sse(service: Service, events: asyncio.Queue, sequences, rid: str, created: int, chat: bool,
+               prompt_tokens: int, include_usage: bool):
+    """Server-sent events: one `data: {chunk}` per text delta, a finish chunk per choice, then [DONE]."""
+    model = service.model_name
+    remaining, completion_tokens = len(sequences), 0
+    try:
+        if chat:
+            for seq in sequences:
+                yield _data(P.chat_chunk(rid, model, created, seq.index, {"role": "assistant", "content": ""}, None))
+        while remaining:
+            event = await events.get()
+            if event[0] == "delta":
+                _, index, text = event
+                chunk = (P.chat_chunk(rid, model, created, index, {"content": text}, None) if chat
+                         else P.completion_chunk(rid, model, created, index, text, None))
+                yield _data(chunk)
+            elif event[0] == "done":
+                _, index, reason, n_tokens = event
+                completion_tokens += n_tokens
+                remaining -= 1
+                chunk = (P.chat_chunk(rid, model, created, index, {}, reason) if chat
+                         else P.completion_chunk(rid, model, created, index, "", reason))
+                yield _data(chunk)
+            else:
+                yield _data(error_body(500, event[1], code="generation_failed"))
+                return
+        if include_usage:
+            yield _data(P.usage_chunk(rid, model, created, chat, P.usage(prompt_tokens, completion_tokens)))
+        yield "data: [DONE]\n\n"
+    finally:
+        # Runs on normal end, on a client disconnect (the generator is cancelled or closed), and on errors.
+        service.cancel(sequences)
+
+
+def _data(obj: dict) -> str:
+    return f"data: {json.dumps(obj, ensure_ascii=False, separators=(',', ':'))}\n\n"

@@ -1,0 +1,171 @@
+"""`Service`: the served model behind the routes — loading, prompt building, limits, and running
+requests through the scheduler (collected whole, or as a stream of events).
+
+Limits (each a 400 in OpenAI's error shape): a prompt that leaves no room in the context window,
+max_tokens above the server's cap (--max-tokens), or prompt + max_tokens beyond the window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from slmkit.infer.generator import load_for_inference
+from slmkit.infer.sampling import SamplingError, SamplingParams
+from slmkit.serve.chat import render_chat
+from slmkit.serve.errors import APIError
+from slmkit.serve.metrics import Metrics
+from slmkit.serve.protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
+from slmkit.serve.scheduler import QueueFull, Scheduler, Sequence, ShuttingDown
+
+# OpenAI's legacy completions default to 16 new tokens; chat defaults to "as many as fit" (capped here).
+COMPLETION_DEFAULT_MAX_TOKENS = 16
+
+
+@dataclass
+class ServeConfig:
+    model: str  # the model directory
+    name: str | None = None  # the id clients send as "model" (default: the directory's name)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = None
+    max_batch: int = 16  # sequences decoded together
+    max_tokens: int = 512  # cap on max_tokens per request
+    max_queue: int = 64  # sequences allowed to wait for a batch slot (more -> 429)
+    max_context: int | None = None  # cache length per sequence (default: the model's context window)
+    max_body_bytes: int = 1 << 20
+    shutdown_timeout: float = 30.0  # seconds in-flight requests get to finish after SIGTERM
+    dtype: str | None = None  # "float32" / "bfloat16" to cast the weights at load
+
+
+class Service:
+    def __init__(self, model, tokenizer, eos_ids: set[int], config: ServeConfig):
+        self.config = config
+        self.model_name = config.name or Path(config.model).resolve().name
+        self.tokenizer = tokenizer
+        self.created = int(time.time())
+        self.metrics = Metrics(queue_depth=lambda: self.scheduler.queue_depth(),
+                               running=lambda: self.scheduler.running_count())
+        context = min(config.max_context or model.config.max_seq_len, model.config.max_seq_len)
+        self.scheduler = Scheduler(model, tokenizer, eos_ids, config.max_batch, config.max_queue, context,
+                                   self.metrics)
+        self.context_len = self.scheduler.context_len
+
+    @classmethod
+    def load(cls, config: ServeConfig) -> "Service":
+        import torch
+
+        dtype = getattr(torch, config.dtype) if config.dtype else None
+        model, tokenizer, eos_ids = load_for_inference(config.model, dtype=dtype)
+        return cls(model, tokenizer, eos_ids, config)
+
+    def start(self) -> None:
+        self.scheduler.start()
+
+    @property
+    def ready(self) -> bool:
+        return self.scheduler.alive and not self.scheduler.closed
+
+    # ------------------------------------------------------------------ building sequences
+
+    def check_model(self, body: SamplingFields) -> None:
+        if body.model is not None and body.model != self.model_name:
+            raise APIError(404, f"the model '{body.model}' does not exist; this server serves '{self.model_name}'",
+                           param="model", code="model_not_found")
+
+    def _encode(self, text: str) -> list[int]:
+        if self.tokenizer is None:
+            raise APIError(400, "this model has no tokenizer; send the prompt as a list of token ids",
+                           param="prompt")
+        return self.tokenizer.encode(text, allowed_special="all")
+
+    def completion_prompts(self, body: CompletionRequest) -> list[list[int]]:
+        prompts = []
+        for p in body.prompts():
+            if isinstance(p, str):
+                prompts.append(self._encode(p))
+            else:
+                vocab = self.scheduler.runner.config.vocab_size
+                if any(not 0 <= i < vocab for i in p):
+                    raise APIError(400, f"prompt token ids must be in [0, {vocab})", param="prompt")
+                prompts.append(p)
+        return prompts
+
+    def chat_prompt(self, body: ChatCompletionRequest) -> list[int]:
+        if self.tokenizer is None:
+            raise APIError(400, "this model has no tokenizer, so chat is not available")
+        try:
+            messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+        except ValueError as e:
+            raise APIError(400, str(e), param="messages") from None
+        return self._encode(render_chat(self.tokenizer, messages))
+
+    def sampling_params(self, body: SamplingFields, prompts: list[list[int]], default_max: int | None) -> list[SamplingParams]:
+        """One SamplingParams per prompt (max_new_tokens checked against the cap and the window)."""
+        longest = max(len(p) for p in prompts)
+        if any(not p for p in prompts):
+            raise APIError(400, "the prompt is empty", param="prompt")
+        room = self.context_len - longest
+        if room < 1:
+            raise APIError(400, f"this model's context window is {self.context_len} tokens, but the prompt has "
+                           f"{longest} tokens; shorten the prompt", param="messages" if default_max is None else "prompt",
+                           code="context_length_exceeded")
+        requested = body.requested_max_tokens
+        if requested is not None and requested > self.config.max_tokens:
+            raise APIError(400, f"max_tokens is {requested}, above this server's limit of {self.config.max_tokens}",
+                           param="max_tokens")
+        if requested is not None and requested > room:
+            raise APIError(400, f"this model's context window is {self.context_len} tokens; you asked for "
+                           f"{longest + requested} ({longest} in the prompt, {requested} in the completion); "
+                           "lower max_tokens or shorten the prompt", param="max_tokens",
+                           code="context_length_exceeded")
+        max_new = requested or min(default_max or self.config.max_tokens, self.config.max_tokens, room)
+        try:
+            return [SamplingParams(max_new_tokens=max_new, temperature=body.temperature, top_p=body.top_p,
+                                   top_k=body.top_k, min_p=body.min_p, repetition_penalty=body.repetition_penalty,
+                                   presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
+                                   seed=body.seed, stop=list(body.stop or [])) for _ in prompts]
+        except SamplingError as e:
+            raise APIError(400, str(e)) from None
+
+    # ------------------------------------------------------------------ running
+
+    def submit(self, prompts: list[list[int]], params: list[SamplingParams], n: int) -> tuple[asyncio.Queue, list[Sequence]]:
+        """Queue n choices per prompt; events arrive on the returned asyncio queue.
+
+        Choice k of a seeded request samples with seed + k, so every choice differs and each is reproducible.
+        """
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+
+        def sink(event: tuple) -> None:  # called from the scheduler thread
+            loop.call_soon_threadsafe(events.put_nowait, event)
+
+        sequences = []
+        for i, (prompt, base) in enumerate(zip(prompts, params)):
+            for k in range(n):
+                choice = i * n + k
+                p = base if base.seed is None or choice == 0 else _with_seed(base, base.seed + choice)
+                sequences.append(Sequence(prompt, p, choice, sink))
+        try:
+            self.scheduler.submit(sequences)
+        except QueueFull as e:
+            raise APIError(429, str(e), code="queue_full") from None
+        except ShuttingDown as e:
+            raise APIError(503, str(e), code="shutting_down") from None
+        return events, sequences
+
+    def cancel(self, sequences: list[Sequence]) -> None:
+        pending = [s for s in sequences if not s.done]
+        for s in pending:
+            s.cancel()
+        if pending:
+            self.scheduler.wake()
+
+
+def _with_seed(params: SamplingParams, seed: int) -> SamplingParams:
+    from dataclasses import replace
+
+    return replace(params, seed=seed)
