@@ -1,6 +1,7 @@
 """`load_model(path)`: the one loader every verb uses, for our checkpoints and Hugging Face directories.
 
-A directory is ours when its config.json says "format": "slmkit"; it is a Hugging Face model when its
+A directory is ours when its config.json says "format": "slmkit" (or "slmkit-quantized": slmkit.quant's
+int8/int4/NF4 checkpoints, loaded with quantized linear layers); it is a Hugging Face model when its
 config.json names a supported architecture (Llama, Qwen3, Qwen3-MoE, GPT-2).
 """
 
@@ -23,7 +24,7 @@ class ModelInfo:
     """Where a loaded model came from and what comes with it."""
 
     path: Path
-    format: str  # "slmkit" or "hf"
+    format: str  # "slmkit", "quantized" or "hf"
     config: ModelConfig
     architecture: str | None = None  # HF architecture name for format "hf"
     tokenizer_path: Path | None = None  # the directory's tokenizer.json, when there is one
@@ -31,7 +32,7 @@ class ModelInfo:
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """'slmkit' or 'hf' for a model directory; CheckpointError saying what is wrong otherwise."""
+    """'slmkit', 'quantized' or 'hf' for a model directory; CheckpointError saying what is wrong otherwise."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"model directory not found: {path}")
@@ -46,6 +47,11 @@ def detect_format(path: str | os.PathLike) -> str:
         raise CheckpointError(f"{config_path} is not valid JSON: {e}") from None
     if data.get("format") == FORMAT:
         return "slmkit"
+    if data.get("format") == "slmkit-quantized":  # slmkit.quant's checkpoints
+        return "quantized"
+    if "format" in data and "architectures" not in data:
+        raise CheckpointError(f"{config_path} has unknown checkpoint format {data['format']!r}; "
+                              "slmkit reads 'slmkit', 'slmkit-quantized' and Hugging Face directories")
     if "architectures" in data or "model_type" in data:
         return "hf"
     raise CheckpointError(f"{config_path} is neither an slmkit checkpoint nor a Hugging Face model config")
@@ -59,6 +65,11 @@ def load_model(path: str | os.PathLike, device: torch.device | str | None = None
     if kind == "slmkit":
         model = load_pretrained(path, device=device, dtype=dtype)
         info = ModelInfo(path, "slmkit", model.config)
+    elif kind == "quantized":
+        from slmkit.quant.checkpoint import load_quantized
+
+        model = load_quantized(path, device=device, dtype=dtype)
+        info = ModelInfo(path, "quantized", model.config)
     else:
         from slmkit.interop.hf_import import import_hf
 
@@ -72,7 +83,12 @@ def load_model(path: str | os.PathLike, device: torch.device | str | None = None
 
 def read_model_config(path: str | os.PathLike) -> ModelConfig:
     """The ModelConfig of a model directory of either format, without reading weights."""
-    if detect_format(path) == "slmkit":
+    kind = detect_format(path)
+    if kind == "quantized":
+        from slmkit.quant.checkpoint import read_quantized_config
+
+        return read_quantized_config(path)[0]
+    if kind == "slmkit":
         from slmkit.model.checkpoint import read_config
 
         return read_config(path)

@@ -1,0 +1,181 @@
+"""Quantize a model, and the quantized checkpoint format that `load_model` reads directly.
+
+A quantized checkpoint is a directory like our float one:
+
+    model.safetensors   unquantized tensors (embeddings, norms) as float32, and for each quantized
+                        linear layer its stored-format buffers (`<name>.qweight`, `.scales`, ...)
+    config.json         {"format": "slmkit-quantized", "format_version": 1,
+                         "quantization": {"method": "int4", "group_size": 64, "modules": [...]},
+                         "model": {ModelConfig fields}}
+    tokenizer files     copied through
+
+Unknown formats, versions or methods raise CheckpointError naming what was found.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from slmkit.errors import CheckpointError
+from slmkit.model.checkpoint import WEIGHTS_FILE, copy_tokenizer_files
+from slmkit.model.config import ModelConfig
+from slmkit.quant.linear import METHODS, Int4Linear, QuantLinear
+
+QUANT_FORMAT = "slmkit-quantized"
+QUANT_FORMAT_VERSION = 1
+
+
+def _linear_names(model, include_head: bool) -> list[str]:
+    """Names of the dense nn.Linear layers to quantize: every projection in the blocks, and the head."""
+    names = [name for name, m in model.named_modules() if type(m) is nn.Linear and name.startswith("blocks.")]
+    if include_head:
+        names.append("head")
+    return names
+
+
+def _set_module(model, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+def quantize_model(model, method: str, group_size: int = 64, include_head: bool = True) -> list[str]:
+    """Replace `model`'s linear layers by quantized ones in place; return the names replaced.
+
+    The head is quantized as its own layer even when tied to the embedding (the embedding table
+    stays float for lookups). MoE expert weights (3-D parameters) stay float.
+    """
+    if method not in METHODS:
+        raise CheckpointError(f"unknown quantization method {method!r}; choose one of {', '.join(METHODS)}")
+    names = _linear_names(model, include_head)
+    for name in names:
+        linear = model.get_submodule(name)
+        if method == "int4":
+            if linear.in_features % group_size:
+                raise CheckpointError(f"layer {name} has {linear.in_features} inputs, not a multiple of the "
+                                      f"int4 group size {group_size}; pick a group size that divides it")
+            module = Int4Linear.from_linear(linear, group_size)
+        else:
+            module = METHODS[method].from_linear(linear)
+        _set_module(model, name, module)
+    model.quantization = {"method": method, "group_size": group_size if method == "int4" else None,
+                          "modules": names}
+    return names
+
+
+def save_quantized(model, directory: str | os.PathLike, tokenizer_dir: str | os.PathLike | None = None) -> Path:
+    """Write a model quantized by `quantize_model` (atomically, like save_pretrained)."""
+    quant = getattr(model, "quantization", None)
+    if quant is None:
+        raise CheckpointError("this model is not quantized; call quantize_model first")
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    try:
+        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS_FILE),
+                  metadata={"format": QUANT_FORMAT, "quant_method": quant["method"]})
+        config = {"format": QUANT_FORMAT, "format_version": QUANT_FORMAT_VERSION, "quantization": quant,
+                  "model": model.config.to_dict()}
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        copy_tokenizer_files(Path(tokenizer_dir) if tokenizer_dir else directory, tmp)
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return directory
+
+
+def read_quantized_config(directory: str | os.PathLike) -> tuple[ModelConfig, dict]:
+    path = Path(directory) / "config.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"cannot read {path}: {e}") from None
+    if data.get("format") != QUANT_FORMAT:
+        raise CheckpointError(f"{path}: format {data.get('format')!r} is not {QUANT_FORMAT!r}")
+    version = data.get("format_version")
+    if version != QUANT_FORMAT_VERSION:
+        raise CheckpointError(f"{path}: quantized format_version {version!r} is not supported "
+                              f"(this slmkit reads version {QUANT_FORMAT_VERSION}); upgrade slmkit")
+    quant = data.get("quantization") or {}
+    if quant.get("method") not in METHODS:
+        raise CheckpointError(f"{path}: unknown quantization method {quant.get('method')!r} "
+                              f"(known: {', '.join(METHODS)})")
+    try:
+        return ModelConfig.from_dict(data.get("model") or {}), quant
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: {e}") from None
+
+
+def load_quantized(directory: str | os.PathLike, device=None, dtype: torch.dtype | None = None):
+    """A Decoder with quantized linear layers from a quantized checkpoint directory.
+
+    dtype applies to the float tensors (embeddings, norms); quantized weights keep their format. By
+    default it is bfloat16 on CPU, because torch's int8/int4 CPU kernels are fast only with bf16
+    activations (float32 activations would be cast before every quantized matmul).
+    """
+    from slmkit.model.checkpoint import _materialise_buffers
+    from slmkit.model.decoder import Decoder
+
+    directory = Path(directory)
+    config, quant = read_quantized_config(directory)
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"{directory} has no {WEIGHTS_FILE}")
+    with torch.device("meta"):
+        model = Decoder(config)
+    for name in quant.get("modules", []):
+        try:
+            linear = model.get_submodule(name)
+        except AttributeError:
+            raise CheckpointError(f"{directory}: quantized module {name!r} does not exist in this model") from None
+        cls = METHODS[quant["method"]]
+        kwargs = {"group_size": quant["group_size"]} if quant["method"] == "int4" else {}
+        with torch.device("cpu"):
+            _set_module(model, name, cls(linear.in_features, linear.out_features, linear.bias is not None, **kwargs))
+    with safe_open(str(weights), framework="pt") as f:
+        tensors = {name: f.get_tensor(name) for name in f.keys()}
+    expected = model.state_dict(keep_vars=True)
+    missing = [n for n in expected if n not in tensors and expected[n] is not None]
+    extra = [n for n in tensors if n not in expected]
+    if missing or extra:
+        what = f"is missing tensor '{missing[0]}'" if missing else f"has unexpected tensor '{extra[0]}'"
+        raise CheckpointError(f"{weights} {what} for its quantization config")
+    for name, t in expected.items():
+        if tuple(tensors[name].shape) != tuple(t.shape):
+            raise CheckpointError(f"{weights}: tensor '{name}' has shape {list(tensors[name].shape)}, "
+                                  f"expected {list(t.shape)}")
+    model.load_state_dict(tensors, assign=True, strict=False)
+    _materialise_buffers(model)
+    model.quantization = quant
+    if dtype is None and (device is None or torch.device(device).type == "cpu"):
+        dtype = torch.bfloat16
+    if dtype is not None:
+        for module in model.modules():
+            if not isinstance(module, QuantLinear):
+                for p_name, p in list(module.named_parameters(recurse=False)):
+                    setattr(module, p_name, nn.Parameter(p.detach().to(dtype), requires_grad=False))
+    if device is not None:
+        model.to(device)
+    return model.eval()
+
+
+def quantized_nbytes(model) -> int:
+    """Bytes of all tensors the model holds (a tied weight counted once)."""
+    seen, total = set(), 0
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.data_ptr() in seen:
+            continue
+        seen.add(t.data_ptr())
+        total += t.numel() * t.element_size()
+    return total
