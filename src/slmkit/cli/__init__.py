@@ -22,6 +22,9 @@ VERB_MODULES = [
     "slmkit.cli.train_cmd",
     "slmkit.cli.model_cmd",
     "slmkit.cli.export_cmd",
+    "slmkit.cli.generate_cmd",
+    "slmkit.cli.chat_cmd",
+    "slmkit.cli.quantize_cmd",
     "slmkit.cli.serve_cmd",
 ]
 

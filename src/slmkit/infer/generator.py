@@ -73,6 +73,15 @@ class Generator:
             return self.tokenizer.encode(prompt)
         return [int(i) for i in prompt]
 
+    def check_prompt(self, ids: list[int]) -> None:
+        """ContextLengthError unless the prompt leaves room for at least one new token."""
+        from slmkit.infer.engine import ContextLengthError
+
+        if len(ids) >= self.context_length:
+            raise ContextLengthError(f"the prompt has {len(ids)} tokens but the context window is "
+                                     f"{self.context_length} tokens (including room for one new token); "
+                                     "shorten the prompt")
+
     def engine(self, rows: int) -> BatchGenerator:
         """A BatchGenerator with at least `rows` rows, reused between calls (no per-call cache allocation)."""
         if self._engine is None or self._engine.max_batch < rows:

@@ -121,8 +121,9 @@ class Int4Linear(QuantLinear):
         self._kernel_device = device
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        cpu = x.device.type == "cpu" and _has_op("_weight_int4pack_mm_for_cpu")
-        cuda = x.device.type == "cuda" and _has_op("_weight_int4pack_mm")
+        # torch's int4 packers need the output size to be a multiple of 16 (CPU) / 8 (CUDA).
+        cpu = x.device.type == "cpu" and _has_op("_weight_int4pack_mm_for_cpu") and self.out_features % 16 == 0
+        cuda = x.device.type == "cuda" and _has_op("_weight_int4pack_mm") and self.out_features % 8 == 0
         if cpu or cuda:
             try:
                 if self._kernel_device != x.device:
