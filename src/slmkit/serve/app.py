@@ -21,7 +21,6 @@ from importlib import resources
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
-from fastapi.staticfiles import StaticFiles
 
 from slmkit import __version__
 from slmkit.serve import protocol as P
@@ -51,8 +50,6 @@ def create_app(service: Service) -> FastAPI:
     @app.get("/", include_in_schema=False)
     async def playground():
         return HTMLResponse((static / "index.html").read_text(encoding="utf-8"))
-
-    app.mount("/static", StaticFiles(directory=str(static)), name="static")
 
     @app.get("/health")
     async def health():

@@ -36,6 +36,7 @@ class SamplingFields(BaseModel):
     top_k: int = Field(0, ge=0)
     min_p: float = Field(0.0, ge=0.0, lt=1.0)
     repetition_penalty: float = Field(1.0, gt=0.0, le=10.0)
+    ignore_eos: bool = False  # keep generating past the end-of-text token (benchmarks, tests)
     logprobs: bool | int | None = None
     user: str | None = None
 

@@ -7,6 +7,8 @@ finish, then the scheduler stops and the process exits with status 0.
 
 from __future__ import annotations
 
+import signal
+
 import uvicorn
 
 from slmkit.serve.app import create_app
@@ -23,6 +25,12 @@ class DrainingServer(uvicorn.Server):
     def handle_exit(self, sig, frame) -> None:
         self.service.scheduler.close()
         super().handle_exit(sig, frame)
+        if sig == signal.SIGTERM:
+            # uvicorn re-raises captured signals after its shutdown, so the process would die by SIGTERM
+            # (status 143); after a complete graceful drain we exit 0 instead, as service managers expect.
+            captured = getattr(self, "_captured_signals", None)
+            if captured and captured[-1] == sig:
+                captured.pop()
 
 
 def build_server(config: ServeConfig, service: Service, log_level: str = "info") -> DrainingServer:

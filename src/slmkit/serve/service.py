@@ -126,7 +126,8 @@ class Service:
             return [SamplingParams(max_new_tokens=max_new, temperature=body.temperature, top_p=body.top_p,
                                    top_k=body.top_k, min_p=body.min_p, repetition_penalty=body.repetition_penalty,
                                    presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
-                                   seed=body.seed, stop=list(body.stop or [])) for _ in prompts]
+                                   seed=body.seed, stop=list(body.stop or []),
+                                   ignore_eos=body.ignore_eos) for _ in prompts]
         except SamplingError as e:
             raise APIError(400, str(e)) from None
 
