@@ -42,7 +42,7 @@ def data_dir(tmp_path_factory) -> Path:
 def recipe(data_dir: Path, out_dir: Path, **train) -> dict:
     """A tiny run recipe as a dict (model, data, train sections)."""
     t = dict(out_dir=str(out_dir), batch_size=4, grad_accum=1, seq_len=32, max_steps=12, lr=3e-3, warmup_steps=2,
-             eval_every=0, eval_max_batches=4, checkpoint_every=0, log_every=1, progress=False, tensorboard=False,
+             eval_every=0, eval_windows=16, checkpoint_every=0, log_every=1, progress=False, tensorboard=False,
              plots=False, sample_tokens=0, prepare_if_missing=False)
     t.update(train)
     return {"model": dict(TINY_MODEL), "data": {"out_dir": str(data_dir), "progress": False}, "train": t}

@@ -17,7 +17,7 @@ from slmkit.train.checkpointing import list_checkpoints
 from tests.train.conftest import run_slm, slm_command, subprocess_env, write_recipe
 
 STEPS = 24
-SETTINGS = dict(max_steps=STEPS, checkpoint_every=3, keep_last=2, eval_every=6, eval_max_batches=2, sample_tokens=4,
+SETTINGS = dict(max_steps=STEPS, checkpoint_every=3, keep_last=2, eval_every=6, eval_windows=16, sample_tokens=4,
                 grad_accum=2, batch_size=2, warmup_steps=3, log_every=1)
 
 

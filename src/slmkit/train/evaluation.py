@@ -16,6 +16,14 @@ import torch.nn.functional as F
 from slmkit.model.loss import IGNORE_INDEX
 
 
+def limit_windows(batches, max_windows: int | None):
+    """Keep the first `max_windows` windows of the split (counted over all ranks, so any number of
+    processes evaluates the same tokens)."""
+    if max_windows is not None:
+        batches.my_windows = batches.my_windows[batches.my_windows < max_windows]
+    return batches
+
+
 def token_byte_lengths(tokenizer, vocab_size: int) -> torch.Tensor:
     """[vocab_size] int64: UTF-8 bytes each id decodes to (0 for special tokens and unused ids)."""
     lengths = torch.zeros(vocab_size, dtype=torch.int64)
@@ -31,15 +39,12 @@ def token_byte_lengths(tokenizer, vocab_size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model, batches, device, autocast_ctx, byte_lengths: torch.Tensor | None, dist,
-             max_batches: int | None = None) -> dict:
+def evaluate(model, batches, device, autocast_ctx, byte_lengths: torch.Tensor | None, dist) -> dict:
     """Mean loss, perplexity and bits per byte over `batches` (EvalBatches); summed over ranks."""
     was_training = model.training
     model.eval()
     nats, tokens, nbytes = 0.0, 0, 0
-    for i, (x, y) in enumerate(batches):
-        if max_batches is not None and i >= max_batches:
-            break
+    for x, y in batches:
         x, y = x.to(device), y.to(device)
         with autocast_ctx():
             logits = model(x).logits
@@ -49,8 +54,6 @@ def evaluate(model, batches, device, autocast_ctx, byte_lengths: torch.Tensor | 
         tokens += int(valid.sum())
         if byte_lengths is not None:
             nbytes += int(byte_lengths.to(y.device)[y[valid]].sum())
-    if max_batches is not None:
-        batches.position = 0  # an early stop must not leave the next evaluation half-way through
     nats, tokens, nbytes = dist.all_reduce_sum([nats, tokens, nbytes], device)
     model.train(was_training)
     if tokens == 0:

@@ -46,8 +46,10 @@ def build_loaders(cfg: RunConfig, data_dir: Path, tokenizer, world_size: int):
     splits = read_manifest(data_dir).data["splits"]
     val = None
     if splits.get("val", {}).get("tokens", 0) > 1:
-        val = EvalBatches(data_dir, t.eval_batch_size or t.batch_size, t.seq_len, split="val", tokenizer=tokenizer,
-                          verify=False)
+        from slmkit.train.evaluation import limit_windows
+
+        val = limit_windows(EvalBatches(data_dir, t.eval_batch_size or t.batch_size, t.seq_len, split="val",
+                                        tokenizer=tokenizer, verify=False), t.eval_windows)
     return train, val
 
 

@@ -240,8 +240,7 @@ class Trainer:
         eval_model = unwrap(self.model)
         if self.eval_data is not None:
             ctx = lambda: autocast(self.tcfg.precision, self.device, self.fsdp)  # noqa: E731
-            results = evaluate(eval_model, self.eval_data, self.device, ctx, self.byte_lengths, self.dist,
-                               self.tcfg.eval_max_batches)
+            results = evaluate(eval_model, self.eval_data, self.device, ctx, self.byte_lengths, self.dist)
         if results:
             self.best_val_loss = min(self.best_val_loss, results["val_loss"])
             results["best_val_loss"] = self.best_val_loss
