@@ -144,7 +144,9 @@ def load_quantized(directory: str | os.PathLike, device=None, dtype: torch.dtype
         with torch.device("cpu"):
             _set_module(model, name, cls(linear.in_features, linear.out_features, linear.bias is not None, **kwargs))
     with safe_open(str(weights), framework="pt") as f:
-        tensors = {name: f.get_tensor(name) for name in f.keys()}
+        # Fresh allocations: tensors read from the file can sit at unaligned addresses, and torch's
+        # int8 CPU kernel crashes on a misaligned weight.
+        tensors = {name: f.get_tensor(name).clone() for name in f.keys()}
     expected = model.state_dict(keep_vars=True)
     missing = [n for n in expected if n not in tensors and expected[n] is not None]
     extra = [n for n in tensors if n not in expected]
