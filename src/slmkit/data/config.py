@@ -116,6 +116,9 @@ class TokenizerConfig:
     train_if_missing: bool = False
     vocab_size: int = 4096
     train_sample_mb: float = 50.0  # cleaned training text used to train it
+    # how `slm prepare` encodes (the ids are the same): "fast" (Rust `tokenizers`), "python" (slmkit's
+    # cached encoder, quicker on repetitive text such as stories) or "auto" (time both, use the quicker)
+    encoder: Literal["auto", "fast", "python"] = "auto"
 
 
 @dataclass

@@ -4,8 +4,9 @@ Exact: documents with the same hash of normalised text; the first one stays.
 Near: LSH band keys propose candidate pairs (documents equal on one band), the MinHash estimate
 of their Jaccard similarity confirms them (>= threshold), and confirmed pairs are joined with
 union-find; of each group of near duplicates only the earliest document stays.
-Memory is a few integers per document: band keys are sorted one band at a time, and signatures
-are read from the parts' memory-mapped files only for candidate pairs.
+Memory is a few integers per document: band keys are read and sorted one band at a time (only the
+documents whose key repeats are paired), and signatures are read from the parts' files only for
+candidate pairs, a chunk at a time.
 """
 
 from __future__ import annotations
@@ -61,22 +62,32 @@ def exact_duplicates(exact: np.ndarray) -> np.ndarray:
 def candidate_pairs(band_columns, alive: np.ndarray) -> np.ndarray:
     """[pairs, 2] int64 (i < j) of alive documents that share a key in at least one band.
 
-    `band_columns` yields one [docs] uint64 array per band. Within a group of equal keys each
+    `band_columns` yields one [docs] uint64 array per band (or a callable giving it the alive mask).
+    Only documents whose key occurs twice or more are sorted; within a group of equal keys each
     member is paired with the group's first member and with its predecessor (vectorised)."""
     alive_idx = np.flatnonzero(alive)
     found = []
     for keys in band_columns:
-        keys = keys[alive_idx]
-        order = np.argsort(keys, kind="stable")
-        sorted_keys = keys[order]
-        same_as_prev = np.r_[False, sorted_keys[1:] == sorted_keys[:-1]]
-        if not same_as_prev.any():
+        keys = keys(alive) if callable(keys) else keys[alive_idx]
+        sorted_keys = np.sort(keys)
+        repeats = sorted_keys[1:][sorted_keys[1:] == sorted_keys[:-1]]
+        del sorted_keys
+        if not len(repeats):
             continue
-        group_start = np.maximum.accumulate(np.where(~same_as_prev, np.arange(len(keys)), 0))
-        members = np.flatnonzero(same_as_prev)
-        docs = alive_idx[order]
-        found.append(np.stack([docs[group_start[members]], docs[members]], axis=1))
-        found.append(np.stack([docs[members - 1], docs[members]], axis=1))
+        repeats = np.unique(repeats)
+        at = np.searchsorted(repeats, keys)
+        at[at == len(repeats)] = 0
+        members = np.flatnonzero(repeats[at] == keys)  # positions (among alive) of repeated keys
+        del at
+        sub = keys[members]
+        order = np.argsort(sub, kind="stable")
+        sorted_sub = sub[order]
+        same_as_prev = np.r_[False, sorted_sub[1:] == sorted_sub[:-1]]
+        group_start = np.maximum.accumulate(np.where(~same_as_prev, np.arange(len(sub)), 0))
+        later = np.flatnonzero(same_as_prev)
+        docs = alive_idx[members[order]]
+        found.append(np.stack([docs[group_start[later]], docs[later]], axis=1))
+        found.append(np.stack([docs[later - 1], docs[later]], axis=1))
     if not found:
         return np.zeros((0, 2), dtype=np.int64)
     pairs = np.sort(np.concatenate(found), axis=1)
@@ -85,30 +96,40 @@ def candidate_pairs(band_columns, alive: np.ndarray) -> np.ndarray:
 
 
 class _SignatureReader:
-    """Signature rows by global document index, read from the parts' memory-mapped arrays."""
+    """Signature rows by global document index, read from the parts' files (no memory maps)."""
 
     def __init__(self, parts: list[Part]):
-        self.parts = [p.signatures() for p in parts]
-        self.offsets = np.cumsum([0] + [len(p.exact) for p in parts])
+        self.parts = parts
+        self.offsets = np.cumsum([0] + [p.docs for p in parts])
+        self.width = int(parts[0].meta["num_perm"]) if parts else 0
 
     def rows(self, index: np.ndarray) -> np.ndarray:
         which = np.searchsorted(self.offsets, index, side="right") - 1
-        out = np.empty((len(index), self.parts[0].shape[1]), dtype=np.uint32)
+        out = np.empty((len(index), self.width), dtype=np.uint32)
         for p in np.unique(which):
             mask = which == p
-            out[mask] = self.parts[p][index[mask] - self.offsets[p]]
+            local, inverse = np.unique(index[mask] - self.offsets[p], return_inverse=True)
+            out[mask] = self.parts[p].signature_rows(local)[inverse]
         return out
+
+
+PAIRS_PER_CHUNK = 8192  # signatures of at most 2 x 8192 documents (8 MB at 128 x uint32) at a time
 
 
 def near_duplicates(parts: list[Part], alive: np.ndarray, threshold: float) -> tuple[np.ndarray, int, int]:
     """[docs] bool, True for documents with an earlier near duplicate; and pair counts."""
-    bands = parts[0].band_keys().shape[1] if parts else 0
-    columns = (np.concatenate([np.asarray(p.band_keys()[:, b]) for p in parts]) for b in range(bands))
-    pairs = candidate_pairs(columns, alive)
+    bands = int(parts[0].meta["bands"]) if parts else 0
+    offsets = np.cumsum([0] + [p.docs for p in parts])
+
+    def column(b):  # band b of the alive documents, part by part
+        return lambda mask: np.concatenate(
+            [p.band(b)[mask[offsets[k]:offsets[k + 1]]] for k, p in enumerate(parts)])
+
+    pairs = candidate_pairs((column(b) for b in range(bands)), alive)
     reader = _SignatureReader(parts)
     confirmed = []
-    for lo in range(0, len(pairs), 65536):
-        chunk = pairs[lo:lo + 65536]
+    for lo in range(0, len(pairs), PAIRS_PER_CHUNK):
+        chunk = pairs[lo:lo + PAIRS_PER_CHUNK]
         similar = estimated_jaccard(reader.rows(chunk[:, 0]), reader.rows(chunk[:, 1])) >= threshold
         confirmed.append(chunk[similar])
     confirmed = np.concatenate(confirmed) if confirmed else np.zeros((0, 2), dtype=np.int64)
@@ -124,7 +145,7 @@ def near_duplicates(parts: list[Part], alive: np.ndarray, threshold: float) -> t
 
 def deduplicate(parts: list[Part], cfg: DedupConfig, source_names: list[str]) -> tuple[list[np.ndarray], DedupStats]:
     """Per part, a [docs] bool mask of documents to keep, and what was removed."""
-    sizes = [len(p.exact) for p in parts]
+    sizes = [p.docs for p in parts]
     n = sum(sizes)
     stats = DedupStats(docs_in=n)
     keep = np.ones(n, dtype=bool)

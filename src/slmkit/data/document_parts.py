@@ -1,41 +1,57 @@
 """Stage 1 of `slm prepare`: stream documents, clean, hash, MinHash and tokenize them in worker
 processes, and store the results in "parts" (fixed runs of input documents) under out_dir/.work.
 
+Workers take batches of documents and run everything vectorised over the batch: one word split
+shared by the cleaning rules and MinHash, numpy for the n-gram rules and the signatures, and one
+tokenizer call. The main process reads the sources, hands out batches and appends each result to
+the part being written (results come back in order), so it holds a few batches, never a part.
+
 A part is written to a temporary directory and renamed when complete, so an interrupted run
 resumes at the first missing part. Parts keep every cleaned document; dedup (stage 2) decides
 which ones reach the shards (stage 3), so tokenizing, the expensive step, runs once.
+
+Files of a part: tokens.bin (the token dtype), signatures.bin ([docs, num_perm] uint32),
+bands.bin ([bands, docs] uint64: one band is one contiguous read), and small per-document arrays
+(.npy). Stages 2 and 3 read them with plain file reads, not memory maps, so the pages they touch
+do not count towards the process's memory.
 """
 
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import multiprocessing as mp
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from slmkit.data.cleaning import CleanStats, DocumentCleaner
+from slmkit.data.cleaning import BatchCleaner, CleanStats
 from slmkit.data.config import DataConfig
 from slmkit.data.minhash import MinHasher
-from slmkit.data.mixing import document_hash, mix_sources, split_of
-from slmkit.data.tokenizing import encode_documents, load_data_tokenizer, token_dtype
+from slmkit.data.mixing import document_hash, split_of
+from slmkit.data.tokenizing import BatchEncoder, load_data_tokenizer, token_dtype
 
 SPLITS = ("train", "val")
 BATCHES_PER_PART = 64
+_SMALL = ("doc_tokens", "doc_bytes", "source", "split", "exact")  # per-document arrays kept as .npy
+_IN_MEMORY = ("doc_tokens", "source", "split", "exact")  # what stages 2-3 hold: 18 bytes a document
+
+
+def utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
 @dataclass
 class Part:
-    """The arrays of one finished part (one row per cleaned document)."""
+    """One finished part: its small per-document arrays in memory, the rest read from files on demand."""
 
     path: Path
     doc_tokens: np.ndarray  # [docs] int64, tokens including the trailing end-of-text
-    doc_bytes: np.ndarray  # [docs] int64, UTF-8 bytes of the cleaned text
     source: np.ndarray  # [docs] uint8, index into the config's sources
     split: np.ndarray  # [docs] uint8, index into SPLITS
     exact: np.ndarray  # [docs] uint64, hash of the normalised text
@@ -43,17 +59,40 @@ class Part:
 
     @classmethod
     def load(cls, path: Path) -> "Part":
-        arrays = {k: np.load(path / f"{k}.npy") for k in ("doc_tokens", "doc_bytes", "source", "split", "exact")}
+        arrays = {k: np.load(path / f"{k}.npy") for k in _IN_MEMORY}
         return cls(path=path, meta=json.loads((path / "part.json").read_text()), **arrays)
 
-    def tokens(self, dtype: np.dtype) -> np.ndarray:
-        return np.memmap(self.path / "tokens.bin", dtype=dtype, mode="r") if self.doc_tokens.sum() else np.zeros(0, dtype)
+    @property
+    def docs(self) -> int:
+        return len(self.exact)
 
-    def signatures(self) -> np.ndarray:
-        return np.load(self.path / "signatures.npy", mmap_mode="r")
+    def read_tokens(self, dtype: np.dtype, start: int, stop: int) -> np.ndarray:
+        """Tokens [start, stop) of the part's token stream."""
+        with open(self.path / "tokens.bin", "rb") as f:
+            return np.fromfile(f, dtype=dtype, count=stop - start, offset=start * dtype.itemsize)
 
-    def band_keys(self) -> np.ndarray:
-        return np.load(self.path / "bands.npy", mmap_mode="r")
+    def band(self, b: int) -> np.ndarray:
+        """[docs] uint64 LSH keys of band b."""
+        with open(self.path / "bands.bin", "rb") as f:
+            return np.fromfile(f, dtype=np.uint64, count=self.docs, offset=b * self.docs * 8)
+
+    def signature_rows(self, rows: np.ndarray) -> np.ndarray:
+        """[len(rows), num_perm] uint32 signatures of the given documents (sorted, distinct rows)."""
+        width = int(self.meta["num_perm"])
+        out = np.empty((len(rows), width), dtype=np.uint32)
+        if not len(rows):
+            return out
+        row_bytes = width * 4
+        # runs of consecutive rows are read at once
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        fd = os.open(self.path / "signatures.bin", os.O_RDONLY)
+        try:
+            for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(rows)]):
+                raw = os.pread(fd, int(hi - lo) * row_bytes, int(rows[lo]) * row_bytes)
+                out[lo:hi] = np.frombuffer(raw, dtype=np.uint32).reshape(-1, width)
+        finally:
+            os.close(fd)
+        return out
 
 
 # --- worker side -------------------------------------------------------------------------------
@@ -64,110 +103,140 @@ _worker: dict = {}
 def _init_worker(cfg: DataConfig, tokenizer_path: str) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one thread per worker process
     d = cfg.dedup
+    tok = load_data_tokenizer(tokenizer_path)
     _worker.update(
-        cfg=cfg, tok=load_data_tokenizer(tokenizer_path), cleaners={},
+        cfg=cfg, tok=tok, dtype=token_dtype(tok.vocab_size), cleaner=BatchCleaner(cfg.clean),
+        encoder=BatchEncoder(tok, cfg.tokenizer.encoder),
         minhash=MinHasher(d.num_perm, d.lsh_bands(), d.shingle_words, d.seed),
         forced_split=[s.split for s in cfg.sources.values()],
     )
 
 
 def _process_batch(batch: list[tuple[int, str]]) -> dict:
-    """Clean, split, hash and tokenize one batch of (source index, text)."""
+    """Clean, split, hash, MinHash and tokenize one batch of (source index, text)."""
     cfg: DataConfig = _worker["cfg"]
-    cleaners: dict[int, DocumentCleaner] = _worker["cleaners"]
-    texts, sources, splits, exact = [], [], [], []
-    for source, raw in batch:
-        cleaner = cleaners.setdefault(source, DocumentCleaner(cfg.clean))
-        text = cleaner(raw)
-        if text is None:
-            continue
+    cleaner: BatchCleaner = _worker["cleaner"]
+    raw = [text for _, text in batch]
+    cleaned = cleaner(raw)
+    stats: dict[int, CleanStats] = {}
+    for (source, text), reason, clean in zip(batch, cleaned.reasons, cleaned.normalized):
+        stats.setdefault(source, CleanStats()).count(len(text), len(clean), reason)
+    texts = cleaned.texts
+    sources, splits, exact = [], [], []
+    forced = _worker["forced_split"]
+    for i, text in zip(cleaned.index, texts):
+        source = batch[i][0]
         digest = document_hash(text)
-        forced = _worker["forced_split"][source]
-        split = split_of(digest, cfg.val_fraction) if forced == "auto" else forced
-        texts.append(text)
+        split = split_of(digest, cfg.val_fraction) if forced[source] == "auto" else forced[source]
         sources.append(source)
         splits.append(SPLITS.index(split))
         exact.append(int.from_bytes(digest[:8], "little"))
-    tok = _worker["tok"]
-    dtype = token_dtype(tok.vocab_size)
-    ids = encode_documents(tok, texts) if texts else []
-    stats = {s: c.stats.as_dict() for s, c in cleaners.items()}
-    for c in cleaners.values():
-        c.stats = CleanStats()
+    encoder: BatchEncoder = _worker["encoder"]
+    encoder.last = None
+    ids = encoder(texts) if texts else []
     minhash: MinHasher = _worker["minhash"]
-    signatures = minhash.signatures(texts)
+    signatures = minhash.signatures_of_words(cleaned.words)
+    doc_tokens = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
     return {
         "raw_docs": len(batch),
-        "tokens": np.fromiter((i for doc in ids for i in doc), dtype=dtype, count=sum(map(len, ids))),
-        "doc_tokens": np.array([len(d) for d in ids], dtype=np.int64),
-        "doc_bytes": np.array([len(t.encode("utf-8")) for t in texts], dtype=np.int64),
-        "raw_bytes": sum(len(raw.encode("utf-8")) for _, raw in batch),
+        "raw_bytes": sum(utf8_len(t) for t in raw),
+        "tokens": np.fromiter(itertools.chain.from_iterable(ids), dtype=_worker["dtype"], count=int(doc_tokens.sum())),
+        "doc_tokens": doc_tokens,
+        "doc_bytes": np.fromiter(map(utf8_len, texts), dtype=np.int64, count=len(texts)),
         "source": np.array(sources, dtype=np.uint8),
         "split": np.array(splits, dtype=np.uint8),
         "exact": np.array(exact, dtype=np.uint64),
         "signatures": signatures,
         "bands": minhash.band_keys(signatures),
-        "clean": stats,
+        "clean": {s: c.as_dict() for s, c in stats.items()},
+        "encoder": encoder.last,
     }
 
 
 # --- main process ------------------------------------------------------------------------------
 
-def _batches(cfg: DataConfig) -> Iterator[list[tuple[int, str]]]:
-    names = list(cfg.sources)
+def _batches(docs: Iterable[tuple[str, str]], names: list[str], batch_docs: int) -> Iterator[list[tuple[int, str]]]:
+    index = {name: i for i, name in enumerate(names)}
     batch: list[tuple[int, str]] = []
-    for name, text in mix_sources(cfg.sources, cfg.mix):
-        batch.append((names.index(name), text))
-        if len(batch) == cfg.batch_docs:
+    for name, text in docs:
+        batch.append((index[name], text))
+        if len(batch) == batch_docs:
             yield batch
             batch = []
     if batch:
         yield batch
 
 
-def _write_part(path: Path, results: list[dict], source_names: list[str]) -> None:
-    staging = path.with_name(path.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    with open(staging / "tokens.bin", "wb") as f:
-        for r in results:
-            f.write(r["tokens"].tobytes())
-    for key in ("doc_tokens", "doc_bytes", "source", "split", "exact", "signatures", "bands"):
-        np.save(staging / f"{key}.npy", np.concatenate([r[key] for r in results]))
-    clean: dict[str, CleanStats] = {}
-    for r in results:
+class _PartWriter:
+    """Appends batch results to a part's staging directory; `close` finishes and renames it."""
+
+    def __init__(self, path: Path, source_names: list[str], num_perm: int, bands: int):
+        self.path, self.names = path, source_names
+        self.staging = path.with_name(path.name + ".tmp")
+        shutil.rmtree(self.staging, ignore_errors=True)
+        self.staging.mkdir(parents=True)
+        self.files = {k: open(self.staging / f, "wb") for k, f in
+                      (("tokens", "tokens.bin"), ("signatures", "signatures.bin"), ("bands", "bands_by_doc.bin"))}
+        self.small: dict[str, list[np.ndarray]] = {k: [] for k in _SMALL}
+        self.clean: dict[str, CleanStats] = {}
+        self.meta = {"raw_docs": 0, "raw_bytes": 0, "docs": 0, "num_perm": num_perm, "bands": bands,
+                     "encoder": {}}
+
+    def add(self, r: dict) -> None:
+        for key, f in self.files.items():
+            f.write(np.ascontiguousarray(r[key]).tobytes())
+        for key in _SMALL:
+            self.small[key].append(r[key])
         for source, stats in r["clean"].items():
-            total = clean.setdefault(source_names[source], CleanStats())
-            total.add(CleanStats(**stats))
-    meta = {
-        "raw_docs": sum(r["raw_docs"] for r in results),
-        "raw_bytes": sum(r["raw_bytes"] for r in results),
-        "clean": {name: s.as_dict() for name, s in clean.items()},
-    }
-    (staging / "part.json").write_text(json.dumps(meta))
-    staging.rename(path)
+            self.clean.setdefault(self.names[source], CleanStats()).add(CleanStats(**stats))
+        self.meta["raw_docs"] += r["raw_docs"]
+        self.meta["raw_bytes"] += r["raw_bytes"]
+        self.meta["docs"] += len(r["exact"])
+        if r["encoder"]:
+            self.meta["encoder"][r["encoder"]] = self.meta["encoder"].get(r["encoder"], 0) + 1
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()
+        for key, arrays in self.small.items():
+            np.save(self.staging / f"{key}.npy", np.concatenate(arrays))
+        docs, bands = self.meta["docs"], self.meta["bands"]
+        by_doc = np.fromfile(self.staging / "bands_by_doc.bin", dtype=np.uint64).reshape(docs, bands)
+        np.ascontiguousarray(by_doc.T).tofile(self.staging / "bands.bin")  # [bands, docs]
+        (self.staging / "bands_by_doc.bin").unlink()
+        self.meta["clean"] = {name: s.as_dict() for name, s in self.clean.items()}
+        (self.staging / "part.json").write_text(json.dumps(self.meta))
+        self.staging.rename(self.path)
 
 
-def build_parts(cfg: DataConfig, work_dir: Path, tokenizer_path: str, workers: int, progress) -> list[Part]:
-    """Run stage 1 over all sources; parts already on disk are kept (their input is skipped)."""
+def build_parts(cfg: DataConfig, work_dir: Path, tokenizer_path: str, workers: int, progress,
+                docs: Iterable[tuple[str, str]] | None = None) -> list[Part]:
+    """Run stage 1 over all sources (or the given (source name, text) stream); parts already on
+    disk are kept (their input is read and skipped)."""
+    from slmkit.data.mixing import mix_sources
+
     work_dir.mkdir(parents=True, exist_ok=True)
     names = list(cfg.sources)
+    num_perm, bands = cfg.dedup.num_perm, cfg.dedup.lsh_bands()
     parts: list[Path] = []
-    pending: list[dict] = []
     pool = None
     in_flight: collections.deque = collections.deque()
+    writer: list[_PartWriter | None] = [None]
 
     def part_path(batch_index: int) -> Path:
         return work_dir / f"part_{batch_index // BATCHES_PER_PART:05d}"
 
     def finish(result: dict, batch_index: int) -> None:
-        # results arrive in order, so `pending` always holds the batches of one part
-        pending.append(result)
+        # results arrive in order: batch_index decides the part
+        if writer[0] is None:
+            writer[0] = _PartWriter(part_path(batch_index), names, num_perm, bands)
+        writer[0].add(result)
         progress.update(result["raw_bytes"])
-        if len(pending) == BATCHES_PER_PART:
-            _write_part(part_path(batch_index), pending, names)
-            pending.clear()
+        if batch_index % BATCHES_PER_PART == BATCHES_PER_PART - 1:
+            writer[0].close()
+            writer[0] = None
 
+    stream = docs if docs is not None else mix_sources(cfg.sources, cfg.mix)
     try:
         if workers > 1:
             pool = mp.get_context("fork" if os.name == "posix" else "spawn").Pool(
@@ -175,13 +244,11 @@ def build_parts(cfg: DataConfig, work_dir: Path, tokenizer_path: str, workers: i
             )
         else:
             _init_worker(cfg, tokenizer_path)
-        last = -1
-        for index, batch in enumerate(_batches(cfg)):
-            last = index
+        for index, batch in enumerate(_batches(stream, names, cfg.batch_docs)):
             if index % BATCHES_PER_PART == 0:
                 parts.append(part_path(index))
             if parts[-1].exists():  # finished in an earlier run
-                progress.update(sum(len(t.encode("utf-8")) for _, t in batch))
+                progress.update(sum(utf8_len(t) for _, t in batch))
                 continue
             if pool is None:
                 finish(_process_batch(batch), index)
@@ -193,8 +260,9 @@ def build_parts(cfg: DataConfig, work_dir: Path, tokenizer_path: str, workers: i
         while in_flight:
             done, result = in_flight.popleft()
             finish(result.get(), done)
-        if pending:
-            _write_part(part_path(last), pending, names)
+        if writer[0] is not None:
+            writer[0].close()
+            writer[0] = None
     finally:
         if pool is not None:
             pool.terminate()

@@ -32,6 +32,26 @@ def open_source(src: SourceConfig) -> Iterator[str]:
     return docs if src.limit is None else itertools.islice(docs, src.limit)
 
 
+def check_sources(sources: dict[str, SourceConfig], mix: MixConfig) -> None:
+    """Open every source and read its first document, so that a missing file, an unreachable hub or
+    an empty input fails before `slm prepare` creates anything."""
+    from slmkit.errors import DataError
+
+    _check_bounded(sources, mix)
+    found = False
+    for src in sources.values():
+        if src.weight <= 0:
+            continue
+        docs = iter(open_source(src))
+        try:
+            found = next(docs, None) is not None or found
+        finally:
+            if hasattr(docs, "close"):
+                docs.close()
+    if not found:
+        raise DataError("the sources gave no documents: check the paths, globs and limits in the config")
+
+
 def _check_bounded(sources: dict[str, SourceConfig], mix: MixConfig) -> None:
     endless = [n for n, s in sources.items() if s.kind == "synthetic" and s.limit is None and s.weight > 0]
     if not endless:

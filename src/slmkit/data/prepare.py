@@ -8,12 +8,15 @@
 Stages: (1) document parts in worker processes (clean, split, hash, MinHash, tokenize),
 (2) dedup over all parts, (3) shards. Work in progress lives in out_dir/.work, keyed by a
 hash of the settings, so an interrupted run resumes and a changed config starts afresh.
+Every source is opened (and its first document read) before anything is written, so a missing
+file or an unreachable hub fails with nothing created.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -23,17 +26,18 @@ from pathlib import Path
 from tqdm import tqdm
 
 from slmkit.config import save_config, to_dict
-from slmkit.data.cleaning import CleanStats, DocumentCleaner
+from slmkit.data.cleaning import BatchCleaner, CleanStats
 from slmkit.data.config import DataConfig
 from slmkit.data.dedup import deduplicate
 from slmkit.data.document_parts import SPLITS, build_parts
 from slmkit.data.manifest import FORMAT, MANIFEST, Manifest, read_manifest, write_json_atomic
-from slmkit.data.mixing import mix_sources
+from slmkit.data.mixing import check_sources, mix_sources
 from slmkit.data.shards import plan_shards, write_shard
 from slmkit.data.tokenizing import has_tokenizer, load_data_tokenizer, token_dtype, train_tokenizer
 from slmkit.errors import DataError
 
 WORK = ".work"
+PIPELINE_VERSION = 2  # bump when parts or shards would come out differently for the same settings
 SHARD_TOKENS_PER_MB = 2**20 // 4  # about 4 bytes of English text per token for a small BPE
 
 
@@ -42,7 +46,9 @@ def _settings_hash(cfg: DataConfig, tokenizer_fingerprint: str) -> str:
     settings = to_dict(cfg)
     for key in ("workers", "progress", "out_dir"):
         settings.pop(key)
-    settings["tokenizer"] = tokenizer_fingerprint
+    settings["tokenizer"] = {k: v for k, v in settings["tokenizer"].items() if k != "encoder"}  # same ids
+    settings["tokenizer_fingerprint"] = tokenizer_fingerprint
+    settings["pipeline_version"] = PIPELINE_VERSION
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -54,9 +60,14 @@ def _ensure_tokenizer(cfg: DataConfig) -> None:
             f"no tokenizer in {cfg.tokenizer.path}: train one with 'slm tokenizer train' "
             "or set tokenizer.train_if_missing=true"
         )
-    cleaner = DocumentCleaner(cfg.clean)
-    cleaned = (c for _, text in mix_sources(cfg.sources, cfg.mix) if (c := cleaner(text)) is not None)
-    train_tokenizer(cfg.tokenizer, cleaned)
+    cleaner = BatchCleaner(cfg.clean)
+
+    def cleaned():
+        docs = (text for _, text in mix_sources(cfg.sources, cfg.mix))
+        while batch := list(itertools.islice(docs, cfg.batch_docs)):
+            yield from cleaner(batch).texts
+
+    train_tokenizer(cfg.tokenizer, cleaned())
 
 
 def _source_report(cfg: DataConfig, parts, keep, dedup) -> dict:
@@ -74,10 +85,20 @@ def _source_report(cfg: DataConfig, parts, keep, dedup) -> dict:
     return report
 
 
+def _encoder_use(parts) -> dict:
+    """Batches encoded by each encoder (tokenizer.encoder=auto picks per worker by speed)."""
+    use: dict[str, int] = {}
+    for p in parts:
+        for name, n in p.meta.get("encoder", {}).items():
+            use[name] = use.get(name, 0) + n
+    return use
+
+
 def prepare(cfg: DataConfig, log=print) -> Manifest:
     """Run the whole pipeline; returns the manifest of the finished shard directory."""
     out = Path(cfg.out_dir)
     started = time.perf_counter()
+    check_sources(cfg.sources, cfg.mix)
     _ensure_tokenizer(cfg)
     tok = load_data_tokenizer(cfg.tokenizer.path)
     dtype = token_dtype(tok.vocab_size)
@@ -134,7 +155,8 @@ def prepare(cfg: DataConfig, log=print) -> Manifest:
         "dtype": dtype.name,
         "splits": splits,
         "input": {"docs": raw_docs, "bytes": raw_bytes, "seconds": round(elapsed, 2),
-                  "mb_per_s": round(raw_bytes / 1e6 / max(elapsed, 1e-9), 3)},
+                  "mb_per_s": round(raw_bytes / 1e6 / max(elapsed, 1e-9), 3),
+                  "encoder_batches": _encoder_use(parts)},
         "sources": _source_report(cfg, parts, keep, dedup),
         "dedup": dedup.as_dict(),
     }

@@ -37,7 +37,7 @@ def plan_shards(parts: list[Part], keep: list[np.ndarray], split: str, shard_tok
     code = SPLITS.index(split)
     part_ids, doc_ids, sizes = [], [], []
     for p, (part, mask) in enumerate(zip(parts, keep)):
-        chosen = np.flatnonzero(mask & (part.split == code))
+        chosen = np.flatnonzero(mask & (part.split == code)).astype(np.int32)
         part_ids.append(np.full(len(chosen), p, dtype=np.int32))
         doc_ids.append(chosen)
         sizes.append(part.doc_tokens[chosen])
@@ -63,18 +63,39 @@ def write_shard(plan: ShardPlan, parts: list[Part], out_dir: Path, dtype: np.dty
     tmp = final.with_name(final.name + ".tmp")
     digest = hashlib.sha256()
     with open(tmp, "wb") as f:
-        for p in np.unique(plan.part):
-            part = parts[p]
-            tokens = part.tokens(dtype)
-            offsets = np.concatenate(([0], np.cumsum(part.doc_tokens)))
-            docs = plan.doc[plan.part == p]
-            # one fancy-index gather per part: token positions of the chosen documents
-            lengths = part.doc_tokens[docs]
-            starts = np.repeat(offsets[docs] - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
-            block = np.asarray(tokens[starts + np.arange(int(lengths.sum()))], dtype=dtype).tobytes()
-            digest.update(block)
-            f.write(block)
+        bounds = np.flatnonzero(np.diff(plan.part)) + 1  # plan.part is sorted: one run per part
+        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(plan.part)]):
+            if hi == lo:
+                continue
+            for block in _part_blocks(parts[int(plan.part[lo])], plan.doc[lo:hi], dtype):
+                digest.update(block)
+                f.write(block)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, final)
     return {**entry, "sha256": digest.hexdigest(), "reused": False}
+
+
+BLOCK_TOKENS = 1 << 20  # tokens read at a time (a document longer than this is read whole)
+
+
+def _part_blocks(part: Part, docs: np.ndarray, dtype: np.dtype):
+    """The tokens of documents `docs` (ascending) of one part, as bytes, in blocks of about
+    BLOCK_TOKENS: each block is one read of a span of the part's tokens, minus the documents
+    that are not chosen (removed by dedup or in the other split)."""
+    offsets = np.zeros(part.docs + 1, dtype=np.int64)
+    np.cumsum(part.doc_tokens, out=offsets[1:])
+    ends = offsets[docs.astype(np.int64) + 1]
+    i = 0
+    while i < len(docs):
+        first = int(docs[i])
+        j = max(i + 1, int(np.searchsorted(ends, offsets[first] + BLOCK_TOKENS, side="right")))
+        last = int(docs[j - 1])
+        span = part.read_tokens(dtype, int(offsets[first]), int(offsets[last + 1]))
+        if last - first == j - 1 - i:  # consecutive documents: the span is the block
+            yield span.tobytes()
+        else:
+            chosen = np.zeros(last - first + 1, dtype=bool)
+            chosen[docs[i:j] - first] = True
+            yield span[np.repeat(chosen, part.doc_tokens[first:last + 1])].tobytes()
+        i = j
