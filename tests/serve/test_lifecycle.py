@@ -88,3 +88,24 @@ def test_cli_help_and_bad_directory():
     bad = subprocess.run([sys.executable, "-m", "slmkit", "serve", "/nonexistent/run", "--port", str(free_port())],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
+
+
+def test_serves_a_quantized_checkpoint(tiny_run, tmp_path):
+    """An int8 checkpoint written by slmkit.quant loads through the same path and serves, matching the
+    engine run in-process on the same checkpoint."""
+    from slmkit.infer import Generator
+    from slmkit.model import load_model
+    from slmkit.quant import quantize_model, save_quantized
+
+    model, _ = load_model(tiny_run)
+    quantize_model(model, "int8")
+    run = save_quantized(model, tmp_path / "tiny-int8", tokenizer_dir=tiny_run)
+    server = ServerProcess(run, tmp_path / "int8.log")
+    try:
+        with openai.OpenAI(base_url=server.url + "/v1", api_key="none", max_retries=0) as client:
+            assert client.models.list().data[0].id == "tiny-int8"
+            out = client.completions.create(model="tiny-int8", prompt="Once upon a time", max_tokens=8, temperature=0)
+        expected = Generator.from_pretrained(run).generate("Once upon a time", max_new_tokens=8, temperature=0)
+        assert out.choices[0].text == expected.text
+    finally:
+        server.stop()
