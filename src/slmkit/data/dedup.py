@@ -59,6 +59,12 @@ def exact_duplicates(exact: np.ndarray) -> np.ndarray:
     return dup
 
 
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (np.unique's hash path is slower here than a sort)."""
+    values = np.sort(values)
+    return values[np.r_[True, values[1:] != values[:-1]]] if len(values) else values
+
+
 def candidate_pairs(band_columns, alive: np.ndarray) -> np.ndarray:
     """[pairs, 2] int64 (i < j) of alive documents that share a key in at least one band.
 
@@ -74,7 +80,7 @@ def candidate_pairs(band_columns, alive: np.ndarray) -> np.ndarray:
         del sorted_keys
         if not len(repeats):
             continue
-        repeats = np.unique(repeats)
+        repeats = _distinct(repeats)
         at = np.searchsorted(repeats, keys)
         at[at == len(repeats)] = 0
         members = np.flatnonzero(repeats[at] == keys)  # positions (among alive) of repeated keys
@@ -92,7 +98,9 @@ def candidate_pairs(band_columns, alive: np.ndarray) -> np.ndarray:
         return np.zeros((0, 2), dtype=np.int64)
     pairs = np.sort(np.concatenate(found), axis=1)
     pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-    return np.unique(pairs, axis=0)
+    n = np.int64(len(alive))
+    codes = _distinct(pairs[:, 0] * n + pairs[:, 1])  # distinct pairs, sorted by (i, j)
+    return np.stack([codes // n, codes % n], axis=1)
 
 
 class _SignatureReader:
@@ -108,12 +116,11 @@ class _SignatureReader:
         out = np.empty((len(index), self.width), dtype=np.uint32)
         for p in np.unique(which):
             mask = which == p
-            local, inverse = np.unique(index[mask] - self.offsets[p], return_inverse=True)
-            out[mask] = self.parts[p].signature_rows(local)[inverse]
+            out[mask] = self.parts[p].signature_rows(index[mask] - self.offsets[p])
         return out
 
 
-PAIRS_PER_CHUNK = 8192  # signatures of at most 2 x 8192 documents (8 MB at 128 x uint32) at a time
+PAIRS_PER_CHUNK = 16384  # signatures of at most 2 x 16384 documents (16 MB at 128 x uint32) at a time
 
 
 def near_duplicates(parts: list[Part], alive: np.ndarray, threshold: float) -> tuple[np.ndarray, int, int]:

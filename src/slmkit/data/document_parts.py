@@ -12,8 +12,8 @@ which ones reach the shards (stage 3), so tokenizing, the expensive step, runs o
 
 Files of a part: tokens.bin (the token dtype), signatures.bin ([docs, num_perm] uint32),
 bands.bin ([bands, docs] uint64: one band is one contiguous read), and small per-document arrays
-(.npy). Stages 2 and 3 read them with plain file reads, not memory maps, so the pages they touch
-do not count towards the process's memory.
+(.npy). Stages 2 and 3 read them with plain file reads, or map one part's file at a time, so the
+pages they touch do not add up in the process's memory.
 """
 
 from __future__ import annotations
@@ -77,22 +77,17 @@ class Part:
             return np.fromfile(f, dtype=np.uint64, count=self.docs, offset=b * self.docs * 8)
 
     def signature_rows(self, rows: np.ndarray) -> np.ndarray:
-        """[len(rows), num_perm] uint32 signatures of the given documents (sorted, distinct rows)."""
+        """[len(rows), num_perm] uint32 signatures of the given documents. The file is mapped only
+        for the duration of the call, so at most one part's signatures count towards memory."""
         width = int(self.meta["num_perm"])
-        out = np.empty((len(rows), width), dtype=np.uint32)
         if not len(rows):
-            return out
-        row_bytes = width * 4
-        # runs of consecutive rows are read at once
-        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
-        fd = os.open(self.path / "signatures.bin", os.O_RDONLY)
+            return np.empty((0, width), dtype=np.uint32)
+        mapped = np.memmap(self.path / "signatures.bin", dtype=np.uint32, mode="r", shape=(self.docs, width))
         try:
-            for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(rows)]):
-                raw = os.pread(fd, int(hi - lo) * row_bytes, int(rows[lo]) * row_bytes)
-                out[lo:hi] = np.frombuffer(raw, dtype=np.uint32).reshape(-1, width)
+            return mapped[rows].view(np.ndarray)
         finally:
-            os.close(fd)
-        return out
+            mapped._mmap.close()
+            del mapped
 
 
 # --- worker side -------------------------------------------------------------------------------
@@ -100,10 +95,11 @@ class Part:
 _worker: dict = {}
 
 
-def _init_worker(cfg: DataConfig, tokenizer_path: str) -> None:
+def _init_worker(cfg: DataConfig, tokenizer) -> None:
+    """`tokenizer`: a loaded tokenizer (inherited by forked workers at no cost) or its path."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one thread per worker process
     d = cfg.dedup
-    tok = load_data_tokenizer(tokenizer_path)
+    tok = load_data_tokenizer(tokenizer) if isinstance(tokenizer, (str, os.PathLike)) else tokenizer
     _worker.update(
         cfg=cfg, tok=tok, dtype=token_dtype(tok.vocab_size), cleaner=BatchCleaner(cfg.clean),
         encoder=BatchEncoder(tok, cfg.tokenizer.encoder),
@@ -209,10 +205,10 @@ class _PartWriter:
         self.staging.rename(self.path)
 
 
-def build_parts(cfg: DataConfig, work_dir: Path, tokenizer_path: str, workers: int, progress,
+def build_parts(cfg: DataConfig, work_dir: Path, tokenizer, workers: int, progress,
                 docs: Iterable[tuple[str, str]] | None = None) -> list[Part]:
     """Run stage 1 over all sources (or the given (source name, text) stream); parts already on
-    disk are kept (their input is read and skipped)."""
+    disk are kept (their input is read and skipped). `tokenizer`: a loaded tokenizer or its path."""
     from slmkit.data.mixing import mix_sources
 
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -240,10 +236,10 @@ def build_parts(cfg: DataConfig, work_dir: Path, tokenizer_path: str, workers: i
     try:
         if workers > 1:
             pool = mp.get_context("fork" if os.name == "posix" else "spawn").Pool(
-                workers, initializer=_init_worker, initargs=(cfg, tokenizer_path)
+                workers, initializer=_init_worker, initargs=(cfg, tokenizer)
             )
         else:
-            _init_worker(cfg, tokenizer_path)
+            _init_worker(cfg, tokenizer)
         for index, batch in enumerate(_batches(stream, names, cfg.batch_docs)):
             if index % BATCHES_PER_PART == 0:
                 parts.append(part_path(index))

@@ -117,13 +117,16 @@ def prepare(cfg: DataConfig, log=print) -> Manifest:
     stamp.write_text(settings)
     workers = cfg.workers or os.cpu_count() or 1
 
+    stages = {"setup": time.perf_counter() - started}
     with tqdm(desc="clean+tokenize", unit="B", unit_scale=True, disable=not cfg.progress) as bar:
-        parts = build_parts(cfg, work / "parts", cfg.tokenizer.path, workers, bar)
+        parts = build_parts(cfg, work / "parts", tok, workers, bar)
+    stages["parts"] = time.perf_counter() - started - sum(stages.values())
     raw_docs = sum(p.meta["raw_docs"] for p in parts)
     raw_bytes = sum(p.meta["raw_bytes"] for p in parts)
     if raw_docs == 0:
         raise DataError("the sources gave no documents: check the paths, globs and limits in the config")
     keep, dedup = deduplicate(parts, cfg.dedup, list(cfg.sources))
+    stages["dedup"] = time.perf_counter() - started - sum(stages.values())
     kept_train = sum(int((k & (p.split == 0)).sum()) for p, k in zip(parts, keep))
     if kept_train == 0:
         raise DataError(
@@ -143,6 +146,7 @@ def prepare(cfg: DataConfig, log=print) -> Manifest:
             splits[split] = {
                 "tokens": sum(e["tokens"] for e in entries), "docs": sum(e["docs"] for e in entries), "shards": entries,
             }
+    stages["shards"] = time.perf_counter() - started - sum(stages.values())
     tok.save(out / "tokenizer")
     save_config(cfg, out / "data_config.yaml")
     elapsed = time.perf_counter() - started
@@ -156,6 +160,7 @@ def prepare(cfg: DataConfig, log=print) -> Manifest:
         "splits": splits,
         "input": {"docs": raw_docs, "bytes": raw_bytes, "seconds": round(elapsed, 2),
                   "mb_per_s": round(raw_bytes / 1e6 / max(elapsed, 1e-9), 3),
+                  "stage_seconds": {k: round(v, 2) for k, v in stages.items()},
                   "encoder_batches": _encoder_use(parts)},
         "sources": _source_report(cfg, parts, keep, dedup),
         "dedup": dedup.as_dict(),

@@ -88,16 +88,20 @@ class BatchEncoder:
     - "fast": `tok.encode_batch`, the Rust `tokenizers` library on the same vocabulary and merges;
     - "python": `tok.encode` per document, slmkit's own encoder, whose pre-token cache makes it
       quicker on text that keeps repeating the same words (stories), slower on open vocabularies;
-    - "auto": time both on this process's batches (CPU time per byte) and use the quicker one,
-      trying the other again every `RETRY` batches in case the text changes.
+    - "auto": slmkit's encoder for the first `PROBE_AFTER` batches (small runs never build the
+      Rust tokenizer), then time the Rust one on a batch (CPU time per byte) and use the quicker,
+      timing the other again every `RETRY` batches in case the text changes.
     """
 
+    PROBE_AFTER = 8
     RETRY = 64
 
     def __init__(self, tok, mode: str = "auto"):
         if mode not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, got {mode!r}")
-        if mode != "python" and tok.fast_backend() is None:
+        import importlib.util
+
+        if mode != "python" and importlib.util.find_spec("tokenizers") is None:
             mode = "python"  # no `tokenizers` library
         self.tok, self.mode = tok, mode
         self.seconds_per_byte: dict[str, float] = {}
@@ -107,10 +111,10 @@ class BatchEncoder:
     def choose(self) -> str:
         if self.mode != "auto":
             return self.mode
-        # python first: its first batch is slow (empty cache), so it is timed a second time on call 2
-        schedule = ("python", "fast", "python")
-        if self.calls < len(schedule):
-            return schedule[self.calls]
+        if self.calls < self.PROBE_AFTER:
+            return "python"
+        if self.calls == self.PROBE_AFTER:
+            return "fast"
         best = min(self.seconds_per_byte, key=self.seconds_per_byte.get)
         if self.calls % self.RETRY == 0:
             return "fast" if best == "python" else "python"
@@ -130,7 +134,9 @@ class BatchEncoder:
         if size and self.mode == "auto":
             rate = spent / size
             old = self.seconds_per_byte.get(how)
-            self.seconds_per_byte[how] = rate if old is None or self.calls == 2 else 0.5 * (old + rate)
+            # python's first batches fill its cache: its rate is the latest one before the probe
+            fresh = old is None or (how == "python" and self.calls < self.PROBE_AFTER)
+            self.seconds_per_byte[how] = rate if fresh else 0.5 * (old + rate)
         self.calls += 1
         self.last = how
         eos = self.tok.eos_id
