@@ -81,3 +81,34 @@ def test_planted_duplicates_found_with_high_precision_and_recall(tmp_path, tinys
     assert stats["exact_removed"] >= 45  # 50 exact copies, a few of them of the same original
     dropped_originals = len([j for j in range(len(base)) if j not in kept])
     assert stats["exact_removed"] + stats["near_removed"] == len(removed) + dropped_originals
+
+
+def test_signatures_do_not_depend_on_the_batch(tinystories_valid):
+    """A document's signature is the same alone, in any batch, and in any process (stable hashes)."""
+    docs = [d for d in read_txt(tinystories_valid, "blank_line")][:300] + ["", "one", "two words", "the same"]
+    a = MinHasher(num_perm=64, bands=16, seed=3)
+    b = MinHasher(num_perm=64, bands=16, seed=3)
+    together = a.signatures(docs)
+    alone = np.concatenate([b.signatures([d]) for d in reversed(docs)])[::-1]
+    assert np.array_equal(together, alone)
+    assert np.array_equal(a.signatures(["The cat sat."]), a.signatures(["the  CAT sat"]))  # same words
+    assert not np.array_equal(together[-1], together[-2])
+    assert (a.band_keys(together) == b.band_keys(alone)).all()
+
+
+def test_short_documents_are_unbiased_too():
+    """Documents with fewer shingles than bins fill the empty bins by densification: still unbiased."""
+    rng = random.Random(5)
+    vocab = [f"w{i}" for i in range(3000)]
+    pairs = []
+    for _ in range(400):
+        words = rng.sample(vocab, rng.randrange(8, 60))
+        other = list(words)
+        for i in rng.sample(range(len(other)), rng.randrange(0, len(other) // 2)):
+            other[i] = rng.choice(vocab)
+        pairs.append((" ".join(words), " ".join(other)))
+    hasher = MinHasher(num_perm=128, bands=16, shingle_words=3)
+    est = estimated_jaccard(hasher.signatures([p[0] for p in pairs]), hasher.signatures([p[1] for p in pairs]))
+    truth = np.array([jaccard(x, y) for x, y in pairs])
+    assert abs(np.mean(est - truth)) < 0.02
+    assert np.std(est - truth) < 0.08

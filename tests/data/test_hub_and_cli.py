@@ -59,3 +59,25 @@ def test_cli_bad_config_is_one_line_and_writes_nothing(tmp_path, small_tokenizer
     err = capsys.readouterr().err.strip()
     assert code == 1 and err.startswith("error:") and message in err and "\n" not in err
     assert not (out / "manifest.json").exists()
+
+
+def test_offline_prepare_creates_nothing(tmp_path, small_tokenizer_dir, monkeypatch, capsys):
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    out = tmp_path / "out"
+    code = main(["prepare", "configs/tinystories.yaml", f"out_dir={out}", f"tokenizer.path={small_tokenizer_dir}",
+                 "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "offline" in err and "\n" not in err
+    assert not out.exists()  # not even out_dir/.work
+
+
+def test_missing_file_creates_nothing(tmp_path, small_tokenizer_dir, capsys):
+    out = tmp_path / "out"
+    code = main(["prepare", "configs/local-text.yaml", f"sources.text.paths=[{tmp_path}/nope*.txt]",
+                 f"out_dir={out}", f"tokenizer.path={small_tokenizer_dir}", "--no-progress"])
+    assert code == 1 and "no input file matches" in capsys.readouterr().err
+    assert not out.exists()

@@ -157,3 +157,46 @@ def test_many_parts_in_several_processes_keep_order(tmp_path, small_tokenizer_di
         "clean.max_dup_ngram_fraction={}", "clean.max_top_ngram_fraction={}", "dedup.near=false",
     ])
     assert shard_documents(manifest, "train", small_tokenizer) == list(generate_stories(200, seed=4))
+
+
+def test_small_read_blocks_and_removed_documents_keep_the_round_trip(tmp_path, small_tokenizer_dir, small_tokenizer,
+                                                                     monkeypatch):
+    """Shards are gathered from the parts in bounded blocks; documents removed by dedup or sent to the
+    other split leave holes that the gather must skip."""
+    from slmkit.data import document_parts, shards
+    from slmkit.data.synthetic import generate_stories
+
+    from .conftest import write_jsonl
+
+    monkeypatch.setattr(shards, "BLOCK_TOKENS", 300)  # a few documents per read
+    monkeypatch.setattr(document_parts, "BATCHES_PER_PART", 3)
+    stories = list(generate_stories(150, seed=9))
+    docs = [s if i % 7 else stories[0] for i, s in enumerate(stories)]  # exact copies of story 0
+    write_jsonl(tmp_path / "d.jsonl", docs)
+    manifest = run_prepare(tmp_path / "out", small_tokenizer_dir, [
+        f"sources={{d: {{kind: files, paths: [{tmp_path / 'd.jsonl'}]}}}}", "val_fraction=0.2", "batch_docs=16",
+        "dedup.near=false", "clean.max_dup_ngram_fraction={}", "clean.max_top_ngram_fraction={}", "shard_mb=0.005",
+    ])
+    seen, unique = set(), []
+    for d in docs:
+        if d not in seen:
+            seen.add(d)
+            unique.append(d)
+    train = shard_documents(manifest, "train", small_tokenizer)
+    val = shard_documents(manifest, "val", small_tokenizer)
+    assert manifest.data["dedup"]["exact_removed"] == len(docs) - len(unique)
+    assert len(manifest.shards("train")) > 3 and val
+    assert sorted(train + val) == sorted(unique)
+    assert train == [d for d in unique if d in set(train)]  # input order kept
+
+
+def test_encoders_give_the_same_ids(small_tokenizer, tinystories_valid):
+    from slmkit.data.tokenizing import BatchEncoder
+
+    texts = [d for d in read_txt(tinystories_valid, "blank_line")][:200]
+    auto = BatchEncoder(small_tokenizer, "auto")
+    results = [auto(texts[k::12]) for k in range(12)]  # 8 batches with python, then the fast probe
+    assert auto.calls == 12 and set(auto.seconds_per_byte) == {"python", "fast"}
+    assert results[0] == BatchEncoder(small_tokenizer, "fast")(texts[0::12])
+    assert results[9] == BatchEncoder(small_tokenizer, "python")(texts[9::12])
+    assert all(ids[-1] == small_tokenizer.eos_id for r in results for ids in r)

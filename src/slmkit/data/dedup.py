@@ -5,8 +5,9 @@ Near: LSH band keys propose candidate pairs (documents equal on one band), the M
 of their Jaccard similarity confirms them (>= threshold), and confirmed pairs are joined with
 union-find; of each group of near duplicates only the earliest document stays.
 Memory is a few integers per document: band keys are read and sorted one band at a time (only the
-documents whose key repeats are paired), and signatures are read from the parts' files only for
-candidate pairs, a chunk at a time.
+documents whose key repeats are paired), each band's new candidate pairs are verified at once
+(signatures read from the parts' files, a chunk at a time), and the pairs seen so far are kept as
+one int64 each (so that a pair is verified once).
 """
 
 from __future__ import annotations
@@ -65,42 +66,63 @@ def _distinct(values: np.ndarray) -> np.ndarray:
     return values[np.r_[True, values[1:] != values[:-1]]] if len(values) else values
 
 
-def candidate_pairs(band_columns, alive: np.ndarray) -> np.ndarray:
-    """[pairs, 2] int64 (i < j) of alive documents that share a key in at least one band.
+def band_pairs(keys: np.ndarray, alive_idx: np.ndarray) -> np.ndarray:
+    """[pairs, 2] int64 (i < j, distinct) of documents sharing a key of one band. `keys` are the
+    band's keys of the documents `alive_idx`. Only documents whose key occurs twice or more are
+    sorted; within a group of equal keys each member is paired with the group's first member and
+    with its predecessor (vectorised)."""
+    sorted_keys = np.sort(keys)
+    repeats = sorted_keys[1:][sorted_keys[1:] == sorted_keys[:-1]]
+    del sorted_keys
+    if not len(repeats):
+        return np.zeros((0, 2), dtype=np.int64)
+    repeats = _distinct(repeats)
+    at = np.searchsorted(repeats, keys)
+    at[at == len(repeats)] = 0
+    members = np.flatnonzero(repeats[at] == keys)  # positions (among alive) of repeated keys
+    del at
+    sub = keys[members]
+    order = np.argsort(sub, kind="stable")
+    sorted_sub = sub[order]
+    same_as_prev = np.r_[False, sorted_sub[1:] == sorted_sub[:-1]]
+    group_start = np.maximum.accumulate(np.where(~same_as_prev, np.arange(len(sub)), 0))
+    later = np.flatnonzero(same_as_prev)
+    docs = alive_idx[members[order]]
+    pairs = np.concatenate([np.stack([docs[group_start[later]], docs[later]], axis=1),
+                            np.stack([docs[later - 1], docs[later]], axis=1)])
+    pairs.sort(axis=1)
+    return pairs[pairs[:, 0] != pairs[:, 1]]
 
-    `band_columns` yields one [docs] uint64 array per band (or a callable giving it the alive mask).
-    Only documents whose key occurs twice or more are sorted; within a group of equal keys each
-    member is paired with the group's first member and with its predecessor (vectorised)."""
+
+def candidate_pairs(band_columns, alive: np.ndarray) -> np.ndarray:
+    """[pairs, 2] int64 (i < j), sorted and distinct, of alive documents that share a key in at
+    least one band. `band_columns` yields one [docs] uint64 array per band (or a callable giving
+    it the alive mask)."""
+    return np.concatenate(list(_new_pairs_by_band(band_columns, alive)) or [np.zeros((0, 2), dtype=np.int64)])
+
+
+def _new_pairs_by_band(band_columns, alive: np.ndarray):
+    """Per band, the candidate pairs no earlier band proposed. Pairs seen so far are kept as one
+    sorted int64 code each (i * docs + j): 8 bytes a distinct pair, not 16 per pair per band."""
     alive_idx = np.flatnonzero(alive)
-    found = []
+    n = np.int64(len(alive))
+    seen = np.zeros(0, dtype=np.int64)
     for keys in band_columns:
         keys = keys(alive) if callable(keys) else keys[alive_idx]
-        sorted_keys = np.sort(keys)
-        repeats = sorted_keys[1:][sorted_keys[1:] == sorted_keys[:-1]]
-        del sorted_keys
-        if not len(repeats):
+        pairs = band_pairs(keys, alive_idx)
+        del keys
+        if not len(pairs):
             continue
-        repeats = _distinct(repeats)
-        at = np.searchsorted(repeats, keys)
-        at[at == len(repeats)] = 0
-        members = np.flatnonzero(repeats[at] == keys)  # positions (among alive) of repeated keys
-        del at
-        sub = keys[members]
-        order = np.argsort(sub, kind="stable")
-        sorted_sub = sub[order]
-        same_as_prev = np.r_[False, sorted_sub[1:] == sorted_sub[:-1]]
-        group_start = np.maximum.accumulate(np.where(~same_as_prev, np.arange(len(sub)), 0))
-        later = np.flatnonzero(same_as_prev)
-        docs = alive_idx[members[order]]
-        found.append(np.stack([docs[group_start[later]], docs[later]], axis=1))
-        found.append(np.stack([docs[later - 1], docs[later]], axis=1))
-    if not found:
-        return np.zeros((0, 2), dtype=np.int64)
-    pairs = np.sort(np.concatenate(found), axis=1)
-    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-    n = np.int64(len(alive))
-    codes = _distinct(pairs[:, 0] * n + pairs[:, 1])  # distinct pairs, sorted by (i, j)
-    return np.stack([codes // n, codes % n], axis=1)
+        codes = _distinct(pairs[:, 0] * n + pairs[:, 1])
+        del pairs
+        if len(seen):
+            at = np.searchsorted(seen, codes)
+            at[at == len(seen)] = 0
+            codes = codes[seen[at] != codes]
+        if not len(codes):
+            continue
+        seen = np.sort(np.concatenate([seen, codes]), kind="stable")  # two sorted runs: a merge
+        yield np.stack([codes // n, codes % n], axis=1)
 
 
 class _SignatureReader:
@@ -132,13 +154,14 @@ def near_duplicates(parts: list[Part], alive: np.ndarray, threshold: float) -> t
         return lambda mask: np.concatenate(
             [p.band(b)[mask[offsets[k]:offsets[k + 1]]] for k, p in enumerate(parts)])
 
-    pairs = candidate_pairs((column(b) for b in range(bands)), alive)
     reader = _SignatureReader(parts)
-    confirmed = []
-    for lo in range(0, len(pairs), PAIRS_PER_CHUNK):
-        chunk = pairs[lo:lo + PAIRS_PER_CHUNK]
-        similar = estimated_jaccard(reader.rows(chunk[:, 0]), reader.rows(chunk[:, 1])) >= threshold
-        confirmed.append(chunk[similar])
+    confirmed, candidates = [], 0
+    for pairs in _new_pairs_by_band((column(b) for b in range(bands)), alive):  # verified band by band
+        candidates += len(pairs)
+        for lo in range(0, len(pairs), PAIRS_PER_CHUNK):
+            chunk = pairs[lo:lo + PAIRS_PER_CHUNK]
+            similar = estimated_jaccard(reader.rows(chunk[:, 0]), reader.rows(chunk[:, 1])) >= threshold
+            confirmed.append(chunk[similar])
     confirmed = np.concatenate(confirmed) if confirmed else np.zeros((0, 2), dtype=np.int64)
     uf = _UnionFind(len(alive))
     for i, j in confirmed:
@@ -147,7 +170,7 @@ def near_duplicates(parts: list[Part], alive: np.ndarray, threshold: float) -> t
     involved = np.unique(confirmed)
     roots = np.array([uf.find(int(i)) for i in involved], dtype=np.int64)
     dup[involved[roots != involved]] = True
-    return dup, len(pairs), len(confirmed)
+    return dup, candidates, len(confirmed)
 
 
 def deduplicate(parts: list[Part], cfg: DedupConfig, source_names: list[str]) -> tuple[list[np.ndarray], DedupStats]:
