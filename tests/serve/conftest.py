@@ -72,9 +72,9 @@ def tiny_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def server(tiny_run, tmp_path_factory):
-    """The main server: API key on, batch 8, max_tokens cap 64."""
+    """The main server: API key on, batch 8, max_tokens cap 250."""
     proc = ServerProcess(tiny_run, tmp_path_factory.mktemp("logs") / "server.log", "--api-key", API_KEY,
-                         "--max-batch", "8", "--max-tokens", "64", "--max-queue", "32",
+                         "--max-batch", "8", "--max-tokens", "250", "--max-queue", "32",
                          "--max-body-bytes", "65536")
     yield proc
     proc.stop()

@@ -31,7 +31,7 @@ def assert_healthy(server) -> None:
 
 
 @pytest.mark.parametrize("kwargs, param", [
-    (dict(max_tokens=65), "max_tokens"),  # above the server's --max-tokens 64
+    (dict(max_tokens=251), "max_tokens"),  # above the server's --max-tokens 250
     (dict(max_tokens=0), "max_tokens"),
     (dict(temperature=2.5), "temperature"),
     (dict(top_p=0), "top_p"),
@@ -107,7 +107,7 @@ def test_huge_bodies_are_413(server):
 def test_client_disconnect_mid_stream_frees_the_batch(server, tiny_run):
     cancelled = metric(server.url, "slm_sequences_finished_total", reason="cancelled")
     generated = metric(server.url, "slm_generated_tokens_total")
-    body = {"model": tiny_run.name, "prompt": "Once", "max_tokens": 64, "stream": True, "temperature": 1.0,
+    body = {"model": tiny_run.name, "prompt": "Once", "max_tokens": 250, "stream": True, "temperature": 1.0,
             "ignore_eos": True}
     for _ in range(3):
         with httpx.stream("POST", server.url + "/v1/completions", headers=AUTH, json=body, timeout=30) as r:
@@ -119,33 +119,41 @@ def test_client_disconnect_mid_stream_frees_the_batch(server, tiny_run):
         assert time.monotonic() < deadline, "disconnected streams were not cancelled"
         time.sleep(0.05)
     assert metric(server.url, "slm_running_sequences") == 0
-    # the cancelled sequences stopped early: far fewer than 3 * 64 tokens were generated
-    assert metric(server.url, "slm_generated_tokens_total") - generated < 3 * 64
+    # the cancelled sequences stopped early: fewer than the 3 * 250 tokens asked for were generated
+    assert metric(server.url, "slm_generated_tokens_total") - generated < 3 * 250
     assert_healthy(server)
 
 
-def test_full_queue_is_429_and_recovers(tiny_run, tmp_path):
-    server = ServerProcess(tiny_run, tmp_path / "queue.log", "--max-batch", "1", "--max-queue", "1",
-                           "--max-tokens", "250")
+def test_full_queue_is_429_and_recovers(tmp_path):
+    from tests.serve.tiny_run import make_tiny_run
+
+    # a long context, so the request holding the only batch row cannot finish during the test
+    run = make_tiny_run(tmp_path / "long", max_seq_len=4096)
+    server = ServerProcess(run, tmp_path / "queue.log", "--max-batch", "1", "--max-queue", "1",
+                           "--max-tokens", "4000")
     try:
         with openai.OpenAI(base_url=server.url + "/v1", api_key="none", max_retries=0) as client:
-            long = dict(model=tiny_run.name, prompt="Once", max_tokens=250, extra_body={"ignore_eos": True})
-            running = client.completions.create(stream=True, **long)
-            next(iter(running))  # the first request holds the only batch row
+            # a request with more sequences than the queue holds is refused whole
+            with pytest.raises(openai.RateLimitError):
+                client.completions.create(model="long", prompt="hi", max_tokens=2, n=2)
+            running = client.completions.create(model="long", prompt="Once", max_tokens=4000, stream=True,
+                                                extra_body={"ignore_eos": True})
+            next(iter(running))  # this request holds the only batch row
             waiting = []
-            thread = threading.Thread(target=lambda: waiting.append(client.completions.create(**long)))
+            thread = threading.Thread(target=lambda: waiting.append(
+                client.completions.create(model="long", prompt="The dog", max_tokens=4)))
             thread.start()
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 20
             while metric(server.url, "slm_queue_depth") < 1:
-                assert time.monotonic() < deadline
+                assert time.monotonic() < deadline, "the second request never queued"
                 time.sleep(0.01)
             with pytest.raises(openai.RateLimitError) as e:
-                client.completions.create(model=tiny_run.name, prompt="hi", max_tokens=2)
+                client.completions.create(model="long", prompt="hi", max_tokens=2)
             assert e.value.body["code"] == "queue_full"
-            running.close()
+            running.close()  # the client goes away: its row frees and the waiting request runs
             thread.join(60)
-            assert waiting and waiting[0].choices[0].text
-            out = client.completions.create(model=tiny_run.name, prompt="hi", max_tokens=2)
+            assert waiting and waiting[0].usage.completion_tokens >= 1
+            out = client.completions.create(model="long", prompt="hi", max_tokens=2)
             assert out.usage.completion_tokens >= 1
     finally:
         server.stop()
