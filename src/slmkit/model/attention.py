@@ -63,8 +63,12 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.store(self.layer_index, step.start, k, v)
             is_causal = step.is_causal
-        if self.n_kv_heads != self.n_heads:
-            # Each key/value head serves n_heads // n_kv_heads consecutive query heads.
+        # Each key/value head serves n_heads // n_kv_heads consecutive query heads. SDPA's enable_gqa
+        # broadcasts them inside the kernel (no repeated copies of k and v, and no reduction of their
+        # gradients in backward); other devices get the explicit repeat.
+        gqa = self.n_kv_heads != self.n_heads
+        native_gqa = gqa and x.device.type in ("cpu", "cuda")
+        if gqa and not native_gqa:
             repeats = self.n_heads // self.n_kv_heads
             k = k.repeat_interleave(repeats, dim=1)
             v = v.repeat_interleave(repeats, dim=1)
@@ -73,6 +77,7 @@ class CausalSelfAttention(nn.Module):
             attn_mask=attention_mask,
             dropout_p=self.dropout if self.training else 0.0,
             is_causal=is_causal and attention_mask is None,
+            enable_gqa=native_gqa,
         )
         y = y.transpose(1, 2).reshape(batch, seq, self.n_heads * self.head_dim)
         return self.residual_dropout(self.out_proj(y))
