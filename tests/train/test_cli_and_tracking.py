@@ -81,3 +81,22 @@ def test_bits_per_byte_counts_utf8_bytes(data_dir):
     assert result["val_tokens"] == len(tokens) - 1
     assert result["val_loss"] == pytest.approx(math.log(320))
     assert result["val_bpb"] == pytest.approx(math.log(320) * (len(tokens) - 1) / math.log(2) / text_bytes)
+
+
+@pytest.mark.parametrize("name", ["demo", "stories15m", "qwen3-283m", "gpt2-124m"])
+def test_recipes_load(name):
+    from tests.conftest import REPO
+
+    cfg = load_run_config(REPO / "configs" / f"{name}.yaml")
+    assert cfg.train.floor_lr <= cfg.train.lr and cfg.train.warmup_steps < cfg.train.max_steps
+    assert cfg.train.seq_len <= cfg.model.max_seq_len
+
+
+def test_fresh_start_refuses_to_mix_with_an_old_run(data_dir, tmp_path, capsys):
+    recipe = write_recipe(tmp_path / "r.yaml", data_dir, tmp_path / "run", max_steps=2)
+    assert main(["train", str(recipe)]) == 0
+    assert main(["train", str(recipe)]) == 1
+    assert "already holds checkpoints" in capsys.readouterr().err
+    assert main(["train", str(recipe), "train.overwrite=true"]) == 0
+    records = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(records) == 3  # train steps 1, 2 and the final eval: the old run's lines are gone

@@ -73,6 +73,7 @@ class TrainConfig:
     keep_last: int = 2
     keep_best: bool = True  # also keep the checkpoint with the lowest validation loss
     resume: str = "none"  # none | auto (latest valid checkpoint in out_dir, else start) | a checkpoint path
+    overwrite: bool = False  # a fresh start in an out_dir with checkpoints deletes them (else: an error)
     prepare_if_missing: bool = True  # run `slm prepare` on the data section when its shards are missing
 
     # --- evaluation ---

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from slmkit.config import to_dict
-from slmkit.errors import SlmError
+from slmkit.errors import ConfigError, SlmError
 from slmkit.train import checkpointing as ckpt
 from slmkit.train.batches import batch_rows, count_targets, lm_loss, micro_batch, to_device
 from slmkit.train.distributed import Dist, is_fsdp, no_grad_sync, setup_distributed, unwrap, wrap_model
@@ -82,6 +82,7 @@ class Trainer:
         if path is None:
             if self.tcfg.resume == "auto":
                 self.log(f"resume=auto: no valid checkpoint in {self.run_dir / ckpt.CHECKPOINTS}, starting fresh")
+            self._clear_old_run()
             return
         state = restore_state(path, self.model, self.optimizer, self.scaler, self.model_config, self.dist)
         self.step = int(state["step"])
@@ -91,6 +92,20 @@ class Trainer:
         self.best_val_loss = state.get("best_val_loss") or math.inf
         self.resumed_from = path
         self.log(f"resumed from {path} (step {self.step})")
+
+    def _clear_old_run(self) -> None:
+        """A fresh start must not mix with an earlier run's checkpoints and metrics in the same directory."""
+        old = ckpt.list_checkpoints(self.run_dir)
+        if old and not self.tcfg.overwrite:
+            raise ConfigError(f"{self.run_dir} already holds checkpoints (latest step {old[-1][0]}): continue with "
+                              "train.resume=auto, start over with train.overwrite=true, or pick another train.out_dir")
+        if self.dist.is_main:
+            import shutil
+
+            shutil.rmtree(self.run_dir / ckpt.CHECKPOINTS, ignore_errors=True)
+            shutil.rmtree(self.run_dir / "tensorboard", ignore_errors=True)
+            (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        self.dist.barrier()
 
     # --- one optimizer step --------------------------------------------------------------------
     def train_step(self) -> dict:

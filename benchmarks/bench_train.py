@@ -1,0 +1,145 @@
+"""Training throughput: slmkit's Trainer step against Hugging Face transformers' Qwen3ForCausalLM.
+
+    python benchmarks/bench_train.py [--repeats 5] [--steps 3]
+
+Same configuration (vocab 4096, hidden 256, intermediate 768, 4 layers, 4 heads / 2 KV heads, head_dim 64,
+tied embeddings, QK-norm), same batch (8 x 256 tokens), same precision (fp32, then bf16 autocast over fp32
+weights), same work per step (forward, backward, clip to norm 1, AdamW step). Ours runs through
+`Trainer.train_step` (the real loop: batch split, loss normalisation, finiteness check, schedule); HF's is
+the loop HF's Trainer runs (`model(input_ids, labels)`, `clip_grad_norm_`, torch AdamW). Runs alternate
+in one process (A/B, median of `repeats`). Goal (issue 5): >= 1.5x HF tokens/s in fp32 and in bf16.
+On a lent GPU the script also reports tokens/s and MFU for the gpt2-124m and qwen3-283m shapes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ab_median, write_results  # noqa: E402
+
+from slmkit.model import Decoder, flops_per_token, preset  # noqa: E402
+from slmkit.train.config import run_config_from_dict  # noqa: E402
+from slmkit.train.trainer import Trainer  # noqa: E402
+
+BATCH, SEQ, VOCAB = 8, 256, 4096
+
+
+class RandomBatches:
+    """Fixed random token windows (the data loader is not what is measured)."""
+
+    def __init__(self, rows: int, seq: int, vocab: int):
+        g = torch.Generator().manual_seed(0)
+        self.tokens = torch.randint(0, vocab, (rows, seq + 1), generator=g)
+
+    def next_batch(self):
+        return self.tokens[:, :-1], self.tokens[:, 1:]
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def ours(precision: str, out_dir: Path, model_fields: dict, batch: int, seq: int, device: str = "cpu"):
+    cfg = run_config_from_dict({
+        "model": model_fields,
+        "train": {"out_dir": str(out_dir), "batch_size": batch, "seq_len": seq, "precision": precision,
+                  "max_steps": 10_000, "warmup_steps": 0, "lr": 3e-4, "grad_clip": 1.0, "progress": False,
+                  "device": device, "tensorboard": False},
+    })
+    torch.manual_seed(0)
+    trainer = Trainer(cfg, Decoder(cfg.model), RandomBatches(batch, seq, cfg.model.vocab_size),
+                      log=lambda *a, **k: None)
+    return trainer, trainer.train_step
+
+
+def hf(precision: str):
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    config = Qwen3Config(vocab_size=VOCAB, hidden_size=256, intermediate_size=768, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=64, tie_word_embeddings=True,
+                         max_position_embeddings=1024, rope_theta=1_000_000.0, attn_implementation="sdpa")
+    torch.manual_seed(0)
+    model = Qwen3ForCausalLM(config).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1)
+    tokens = torch.randint(0, VOCAB, (BATCH, SEQ), generator=torch.Generator().manual_seed(0))
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = model(input_ids=tokens, labels=tokens).loss  # HF shifts the labels inside
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return float(loss)
+
+    return step
+
+
+def repeat(fn, n: int):
+    def run():
+        for _ in range(n):
+            fn()
+    return run
+
+
+def gpu_rows(out_dir: Path) -> list[dict]:
+    rows = []
+    for name, batch, seq in (("gpt2-124m", 16, 1024), ("qwen3-283m", 8, 2048)):
+        fields = preset(name).to_dict()
+        fields["max_seq_len"] = max(seq, fields["max_seq_len"]) if fields["positions"] == "learned" else fields["max_seq_len"]
+        trainer, step = ours("bf16", out_dir / name, fields, batch, seq, device="cuda")
+        step()
+        torch.cuda.synchronize()
+        seconds = ab_median({"step": repeat(step, 5)}, 3)["step"] / 5
+        from slmkit.train.throughput import peak_flops
+
+        tok_s = batch * seq / seconds
+        peak = peak_flops(trainer.device, "bf16")
+        mfu = flops_per_token(trainer.model_config, seq) * tok_s / peak if peak else None
+        rows.append({"task": f"{name} bf16 {batch}x{seq} on {torch.cuda.get_device_name()}", "slmkit tok/s": tok_s,
+                     "MFU": mfu, "goal": ">= 50% MFU"})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=3, help="training steps per timing")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    out = Path("runs/bench-train")
+    rows = []
+    fields = preset("tiny", vocab_size=VOCAB, max_seq_len=1024).to_dict()
+    for precision in ("fp32", "bf16"):
+        _, our_step = ours(precision, out / precision, fields, BATCH, SEQ)
+        hf_step = hf(precision)
+        our_step(), hf_step()  # warm up (first-call allocations, oneDNN kernel selection)
+        t = ab_median({"slmkit": repeat(our_step, args.steps), "hf": repeat(hf_step, args.steps)}, args.repeats)
+        tokens = BATCH * SEQ * args.steps
+        rows.append({
+            "task": f"train step, tiny Qwen3 4.2M, {BATCH}x{SEQ}, {precision}",
+            "slmkit tok/s": tokens / t["slmkit"], "HF tok/s": tokens / t["hf"],
+            "speedup": t["hf"] / t["slmkit"], "goal": ">= 1.5x",
+        })
+        print(rows[-1], flush=True)
+    if torch.cuda.is_available():
+        rows += gpu_rows(out)
+    notes = [
+        "same config, batch, precision and step (forward, backward, clip, AdamW) for both; A/B alternating in one "
+        f"process, median of {args.repeats} timings of {args.steps} steps each",
+        "this 2-core machine is shared with other engineers' tests while benchmarks run: absolute tokens/s are "
+        "noisy, the ratio (measured alternately) is the signal",
+    ]
+    write_results("train", "Training throughput: slmkit Trainer vs HF transformers Qwen3ForCausalLM", rows, notes)
+
+
+if __name__ == "__main__":
+    main()
