@@ -52,12 +52,12 @@ def test_completion_defaults_to_16_tokens_and_accepts_token_ids(client, tiny_run
 
 
 def test_chat_applies_the_template_and_reports_usage(client, tiny_run, reference):
-    from slmkit.serve.chat import render_chat
+    from slmkit.tokenizer.chat_template import chat_stop_strings, render_chat
 
     tok = load_tokenizer(tiny_run)
     out = client.chat.completions.create(model=tiny_run.name, messages=MESSAGES, max_tokens=10, temperature=0)
     prompt = render_chat(tok, MESSAGES)
-    expected = reference.generate(prompt, max_new_tokens=10, temperature=0)
+    expected = reference.generate(prompt, max_new_tokens=10, temperature=0, stop=chat_stop_strings(tok))
     assert out.object == "chat.completion"
     assert out.choices[0].message.role == "assistant"
     assert out.choices[0].message.content == expected.text

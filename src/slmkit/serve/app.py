@@ -86,7 +86,7 @@ def create_app(service: Service) -> FastAPI:
     async def chat_completions(body: P.ChatCompletionRequest, request: Request):
         service.check_model(body)
         prompts = [service.chat_prompt(body)]
-        params = service.sampling_params(body, prompts, None)
+        params = service.sampling_params(body, prompts, None, extra_stop=service.chat_stop())
         return await _run(service, request, body, prompts, params, chat=True)
 
     app.add_middleware(BodyLimit, max_bytes=service.config.max_body_bytes)

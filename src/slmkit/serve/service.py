@@ -15,7 +15,7 @@ from pathlib import Path
 
 from slmkit.infer.generator import load_for_inference
 from slmkit.infer.sampling import SamplingError, SamplingParams
-from slmkit.serve.chat import render_chat
+from slmkit.tokenizer.chat_template import chat_stop_strings, render_chat
 from slmkit.serve.errors import APIError
 from slmkit.serve.metrics import Metrics
 from slmkit.serve.protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
@@ -103,7 +103,12 @@ class Service:
             raise APIError(400, str(e), param="messages") from None
         return self._encode(render_chat(self.tokenizer, messages))
 
-    def sampling_params(self, body: SamplingFields, prompts: list[list[int]], default_max: int | None) -> list[SamplingParams]:
+    def chat_stop(self) -> list[str]:
+        """Stop strings a chat needs beyond EOS (the transcript's next 'User:' turn without a template)."""
+        return chat_stop_strings(self.tokenizer)
+
+    def sampling_params(self, body: SamplingFields, prompts: list[list[int]], default_max: int | None,
+                        extra_stop: list[str] = ()) -> list[SamplingParams]:
         """One SamplingParams per prompt (max_new_tokens checked against the cap and the window)."""
         longest = max(len(p) for p in prompts)
         if any(not p for p in prompts):
@@ -127,7 +132,7 @@ class Service:
             return [SamplingParams(max_new_tokens=max_new, temperature=body.temperature, top_p=body.top_p,
                                    top_k=body.top_k, min_p=body.min_p, repetition_penalty=body.repetition_penalty,
                                    presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
-                                   seed=body.seed, stop=list(body.stop or []),
+                                   seed=body.seed, stop=list(body.stop or []) + list(extra_stop),
                                    ignore_eos=body.ignore_eos) for _ in prompts]
         except SamplingError as e:
             raise APIError(400, str(e)) from None

@@ -250,6 +250,12 @@ class Tokenizer:
                 pieces.append("".join(f"\\x{b:02x}" for b in raw))
         return pieces
 
+    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True, **template_vars) -> str:
+        """Render a conversation with this tokenizer's chat template (or a plain transcript)."""
+        from slmkit.tokenizer.chat_template import render_chat
+
+        return render_chat(self, messages, add_generation_prompt, **template_vars)
+
     # ----------------------------------------------------------------- pickling (for worker processes)
 
     def __getstate__(self):
