@@ -39,7 +39,7 @@ def test_chat_reads_piped_stdin_and_keeps_history(run_dir, capsys, monkeypatch):
 
 
 def test_chat_template_renders_history():
-    from slmkit.cli.chat_cmd import render_prompt
+    from slmkit.tokenizer.chat_template import render_chat as render_prompt
 
     class Tok:
         chat_template = ("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from slmkit.cli.generate_cmd import add_sampling_arguments, sampling_params
+from slmkit.tokenizer.chat_template import chat_stop_strings, render_chat
 
 EXAMPLES = """examples:
   slm chat runs/demo-sft
@@ -30,24 +31,6 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def render_prompt(tokenizer, messages: list[dict]) -> str:
-    """The prompt text for a conversation: the tokenizer's chat template, or a plain transcript."""
-    if tokenizer.chat_template:
-        import jinja2
-
-        env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True, undefined=jinja2.ChainableUndefined)
-
-        def raise_exception(message):
-            raise jinja2.TemplateError(message)
-
-        env.globals["raise_exception"] = raise_exception
-        return env.from_string(tokenizer.chat_template).render(
-            messages=messages, add_generation_prompt=True, eos_token=tokenizer.eos_token or "", bos_token="")
-    lines = [f"{'User' if m['role'] == 'user' else 'Assistant' if m['role'] == 'assistant' else 'System'}: "
-             f"{m['content']}" for m in messages]
-    return "\n".join(lines) + "\nAssistant:"
-
-
 def run(args) -> int:
     from slmkit.errors import SlmError
     from slmkit.infer import Generator, load_for_inference
@@ -57,8 +40,7 @@ def run(args) -> int:
     if tokenizer is None:
         raise SlmError(f"{args.model} has no tokenizer.json; copy the tokenizer into the model directory")
     gen = Generator(model, tokenizer, eos)
-    templated = bool(tokenizer.chat_template)
-    stop = list(base.stop) + ([] if templated else ["\nUser:"])
+    stop = list(base.stop) + chat_stop_strings(tokenizer)
     system = [{"role": "system", "content": args.system}] if args.system else []
     history: list[dict] = []
     interactive = sys.stdin.isatty()
@@ -78,7 +60,7 @@ def run(args) -> int:
             continue
         history.append({"role": "user", "content": line})
         while True:
-            ids = tokenizer.encode(render_prompt(tokenizer, system + history))
+            ids = tokenizer.encode(render_chat(tokenizer, system + history))
             if len(ids) <= budget or len(history) <= 1:
                 break
             history = history[2:] if len(history) > 2 else history[1:]  # drop the oldest exchange
@@ -87,7 +69,7 @@ def run(args) -> int:
             print(f"error: this message alone ({len(ids)} tokens) does not fit the context window "
                   f"({gen.context_length} tokens, {base.max_new_tokens} kept for the reply)", file=sys.stderr)
             continue
-        params = sampling_params(args, )
+        params = sampling_params(args)
         params.stop = stop
         reply = ""
         for delta in gen.stream(ids, params):
