@@ -103,10 +103,11 @@ def candidate_pairs(band_columns, alive: np.ndarray) -> np.ndarray:
 
 def _new_pairs_by_band(band_columns, alive: np.ndarray):
     """Per band, the candidate pairs no earlier band proposed. Pairs seen so far are kept as one
-    sorted int64 code each (i * docs + j): 8 bytes a distinct pair, not 16 per pair per band."""
+    sorted int64 code each (i * docs + j), one array per band (no merging copies): 8 bytes a
+    distinct pair."""
     alive_idx = np.flatnonzero(alive)
     n = np.int64(len(alive))
-    seen = np.zeros(0, dtype=np.int64)
+    seen: list[np.ndarray] = []
     for keys in band_columns:
         keys = keys(alive) if callable(keys) else keys[alive_idx]
         pairs = band_pairs(keys, alive_idx)
@@ -115,13 +116,13 @@ def _new_pairs_by_band(band_columns, alive: np.ndarray):
             continue
         codes = _distinct(pairs[:, 0] * n + pairs[:, 1])
         del pairs
-        if len(seen):
-            at = np.searchsorted(seen, codes)
-            at[at == len(seen)] = 0
-            codes = codes[seen[at] != codes]
+        for earlier in seen:
+            at = np.searchsorted(earlier, codes)
+            at[at == len(earlier)] = 0
+            codes = codes[earlier[at] != codes]
         if not len(codes):
             continue
-        seen = np.sort(np.concatenate([seen, codes]), kind="stable")  # two sorted runs: a merge
+        seen.append(codes)
         yield np.stack([codes // n, codes % n], axis=1)
 
 
