@@ -25,6 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 RUNS = Path(os.environ.get("RUNS", REPO / "runs"))
 WORK = RUNS / "demo-work"
 SYNTHETIC_STORIES = 12_000
+# A cap on training time so the whole demo stays under 10 minutes even on a slow or busy machine
+# (a quiet 2-core machine finishes the 450 steps in 2-3 minutes).
+TRAIN_MINUTES = float(os.environ.get("TRAIN_MINUTES", 5.0))
 SAMPLE_SENTENCE = "Once upon a time, a little girl named Lily found a shiny red ball in the garden."
 
 
@@ -118,7 +121,7 @@ def train_model(overrides: list[str]) -> dict:
 
     steps = os.environ.get("STEPS")
     overrides = overrides + [f"train.out_dir={RUNS / 'demo'}", "train.overwrite=true",
-                             "train.prepare_if_missing=false"]
+                             "train.prepare_if_missing=false", f"train.max_minutes={TRAIN_MINUTES}"]
     if steps:
         overrides += [f"train.max_steps={steps}", f"train.warmup_steps={min(30, int(steps) // 10)}",
                       f"train.eval_every={max(int(steps) // 3, 1)}", f"train.checkpoint_every={max(int(steps) // 3, 1)}"]
@@ -154,7 +157,13 @@ def main() -> int:
     train_tokenizer(files)
     overrides = prepare_shards(files, delimiter)
     result = train_model(overrides)
+    if result["status"] == "interrupted":
+        print(f"\ninterrupted at step {result['step']}; the checkpoint is in {result['checkpoint']}")
+        return 130
     say("5/5 results")
+    if result["status"] == "time_limit":
+        print(f"   (training stopped at the {TRAIN_MINUTES}-minute cap after {result['step']} steps: "
+              "this machine is slower or busier than expected)")
     if result.get("val_loss") is not None:
         print(f"   validation loss {result['val_loss']:.3f} nats/token (perplexity {result['val_ppl']:.1f}), "
               f"{result['val_bpb']:.3f} bits per byte")

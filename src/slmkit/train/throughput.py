@@ -46,7 +46,7 @@ def gpu_peak(name: str, precision: str, tf32: bool = True) -> float | None:
 
 
 @functools.lru_cache(maxsize=4)
-def measured_cpu_peak(precision: str, size: int = 1024, repeats: int = 6) -> float:
+def measured_cpu_peak(precision: str, size: int = 1024, repeats: int = 20) -> float:
     """FLOP/s of a square matmul on this CPU with torch's threads (bf16 uses AMX/AVX512-BF16 where present).
 
     The fastest of a few runs: on a shared machine the slow ones measure the neighbours, not the CPU."""

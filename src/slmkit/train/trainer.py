@@ -216,7 +216,7 @@ class Trainer:
                     status = stop
                     break
             bar.close()
-            if status == "finished":
+            if status != "interrupted":  # finished or out of time: the final numbers
                 self._evaluate()
             path = self.save_checkpoint()
             if self.dist.is_main:
