@@ -137,8 +137,11 @@ class BatchGenerator:
         self._sweep()
         if self.running:
             n = len(self.running)
-            ids = torch.tensor([[r.next_token] for r in self.running], device=self.runner.device)
-            logits = self.runner.forward(ids, self.cache)
+            if n == 1:  # the runner's one-token path (no id tensor to build)
+                logits = self.runner.decode(self.running[0].next_token, self.cache, 0)
+            else:
+                ids = torch.tensor([[r.next_token] for r in self.running], device=self.runner.device)
+                logits = self.runner.forward(ids, self.cache)
             if all(r.params.greedy and not r.sampler.processors for r in self.running):
                 tokens = logits.argmax(-1).tolist()
             else:
