@@ -1,0 +1,72 @@
+"""The runner's one-token, one-row decode path (`_FastDecode`) against the model's full forward."""
+
+import pytest
+import torch
+
+from slmkit.infer import Generator, ModelRunner
+
+from .conftest import random_model
+
+FAST_FAMILIES = {
+    "qwen3": {},
+    "llama": dict(qk_norm=False, tie_embeddings=True),
+    "mha_biases": dict(n_kv_heads=4, attn_qkv_bias=True, attn_out_bias=True, mlp_bias=True),
+    "yarn": dict(rope_scaling="yarn", rope_scaling_factor=2.0),
+}
+
+
+def _randomize_biases_and_norms(model):
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or "norm" in name:  # trained models do not keep ones and zeros
+                p.copy_(p + 0.3 * torch.randn(p.shape, generator=g))
+
+
+@pytest.mark.parametrize("family", list(FAST_FAMILIES))
+def test_one_token_path_matches_full_forward(family):
+    model = random_model(**FAST_FAMILIES[family])
+    _randomize_biases_and_norms(model)
+    runner = ModelRunner(model)
+    assert runner.fast is not None
+    ids = torch.randint(0, 300, (1, 30), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        full = model(ids).logits[0]
+    cache = runner.new_cache(2, 40)
+    for row in (0, 1):  # any row of the cache
+        cache.set_length(row, 0)
+        torch.testing.assert_close(runner.forward(ids[:, :5], cache, row0=row), full[4:5])
+        for t in range(5, 30):
+            token = int(ids[0, t]) if t % 2 else ids[:, t:t + 1]  # a Python int or a [1, 1] tensor
+            out = runner.decode(token, cache, row) if t % 2 else runner.forward(token, cache, row0=row)
+            torch.testing.assert_close(out, full[t:t + 1], rtol=1e-4, atol=1e-5)
+        assert cache.lengths[row] == 30
+    # rolling back (as speculative decoding does) and decoding again gives the same logits
+    cache.set_length(0, 12)
+    torch.testing.assert_close(runner.decode(int(ids[0, 12]), cache, 0), full[12:13], rtol=1e-4, atol=1e-5)
+
+
+def test_one_token_path_equals_general_path_tokens():
+    model = random_model()
+    fast, slow = Generator(model, eos_ids=set()), Generator(model, eos_ids=set())
+    slow.runner.fast = None
+    for prompt in ([1, 2, 3], list(range(40, 57))):
+        assert (fast.generate(prompt, max_new_tokens=40, temperature=0).token_ids
+                == slow.generate(prompt, max_new_tokens=40, temperature=0).token_ids)
+        assert (fast.generate(prompt, max_new_tokens=20, temperature=0.8, top_p=0.9, seed=3).token_ids
+                == slow.generate(prompt, max_new_tokens=20, temperature=0.8, top_p=0.9, seed=3).token_ids)
+
+
+def test_unsupported_models_use_the_general_path():
+    assert ModelRunner(random_model(norm="layernorm", mlp="gelu", positions="learned", qk_norm=False)).fast is None
+    assert ModelRunner(random_model(n_experts=4, moe_top_k=2, moe_d_ff=16)).fast is None
+    assert ModelRunner(random_model(), fast=False).fast is None
+
+
+def test_full_cache_row_is_an_error():
+    model = random_model()
+    runner = ModelRunner(model)
+    cache = runner.new_cache(1, 8)
+    runner.forward(torch.arange(8)[None], cache)
+    with pytest.raises(Exception, match="full"):
+        runner.decode(1, cache, 0)
