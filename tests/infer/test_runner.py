@@ -70,3 +70,19 @@ def test_full_cache_row_is_an_error():
     runner.forward(torch.arange(8)[None], cache)
     with pytest.raises(Exception, match="full"):
         runner.decode(1, cache, 0)
+
+
+@pytest.mark.parametrize("method", ["int8", "int4"])
+def test_one_token_path_with_quantized_layers(method):
+    from slmkit.quant import quantize_model
+
+    model = random_model(d_model=64, d_ff=128, head_dim=16)
+    quantize_model(model, method, group_size=32)
+    runner, general = ModelRunner(model), ModelRunner(model, fast=False)
+    assert runner.fast is not None and type(runner.fast.head) is not torch.Tensor
+    ids = torch.randint(0, 300, (1, 20), generator=torch.Generator().manual_seed(4))
+    a, b = runner.new_cache(1, 32), general.new_cache(1, 32)
+    runner.forward(ids[:, :6], a), general.forward(ids[:, :6], b)
+    for t in range(6, 20):
+        torch.testing.assert_close(runner.decode(int(ids[0, t]), a), general.forward(ids[:, t:t + 1], b),
+                                   rtol=2e-2, atol=2e-2)

@@ -203,7 +203,7 @@ class ModelRunner:
         if not all_logits:
             x = x[:, -1]
         x = model.final_norm(x)
-        if self.fast is not None:
+        if self.fast is not None and type(self.fast.head) is torch.Tensor:
             return F.linear(x, self.fast.head.t()).float()
         return model.head(x).float()
 
@@ -234,18 +234,16 @@ class _FastDecode:
         c, model = runner.config, runner.model
         if runner.dtype != torch.float32 or runner.cos is None or model.pos_embed is not None:
             return False
-        if c.norm != "rmsnorm" or type(model.final_norm) is not RMSNorm or type(model.head) is not nn.Linear:
+        if c.norm != "rmsnorm" or type(model.final_norm) is not RMSNorm:
             return False
-        if model.head.bias is not None or model.head.weight.dtype != torch.float32:
+        if type(model.head) is nn.Linear and (model.head.bias is not None or model.head.weight.dtype != torch.float32):
             return False
         for layer in runner.layers:
-            if layer.qkv is None or layer.gate_up is None or type(layer.out_proj) is not nn.Linear:
-                return False
-            if type(layer.mlp.down_proj) is not nn.Linear or type(layer.attn_norm) is not RMSNorm:
+            if not isinstance(layer.mlp, SwiGLU) or type(layer.attn_norm) is not RMSNorm:
                 return False
             if type(layer.mlp_norm) is not RMSNorm or (layer.q_norm is not None and type(layer.q_norm) is not RMSNorm):
                 return False
-            if layer.qkv[0].dtype != torch.float32:
+            if layer.qkv is not None and layer.qkv[0].dtype != torch.float32:
                 return False
         return runner.n_heads % runner.n_kv_heads == 0 and runner.head_dim % 2 == 0
 
@@ -279,7 +277,7 @@ class _FastDecode:
         self.A, self.B = torch.empty_like(self.WA), torch.empty_like(self.WA)
 
         self.embed = model.embed.weight.detach()
-        self.head = _matvec_layout(model.head.weight, HEAD_COPY_LIMIT)  # [d, vocab]
+        self.head = _linear(model.head, HEAD_COPY_LIMIT)  # [d, vocab] matrix, or a (quantized) module
         self.final_w, self.final_eps = model.final_norm.weight.detach(), eps(model.final_norm.eps)
 
         # Scratch buffers and their views (made once, reused every step).
@@ -297,6 +295,8 @@ class _FastDecode:
         self.qk = qk
         self.qk_a, self.qk_b = qk.view(rows, 1, D), qk.view(rows, D, 1)
         self.v = self.qkv[0, self.q_dim + self.kv_dim:].view(Hkv, D)
+        self.qkv_parts = (self.qkv[:, :self.q_dim], self.qkv[:, self.q_dim:self.q_dim + self.kv_dim],
+                          self.qkv[:, self.q_dim + self.kv_dim:])  # outputs of unfused (quantized) layers
         self.t = zeros(rows, D)
         self.rolled = zeros(rows, D)
         self.roll_index = torch.roll(torch.arange(D, device=dev), half)
@@ -317,11 +317,12 @@ class _FastDecode:
                 mlp_buffers[d_ff] = (gu, gu[:, :d_ff], gu[:, d_ff:], zeros(1, d_ff))
             self.layers.append((
                 layer.attn_norm.weight.detach(), eps(layer.attn_norm.eps),
-                layer.qkv[0], layer.qkv[1], self.A[i], self.B[i],
-                _matvec_layout(layer.out_proj.weight), _detach(layer.out_proj.bias),
+                *(layer.qkv or (_fuse_quantized([layer.q_proj, layer.k_proj, layer.v_proj]), None)),
+                self.A[i], self.B[i],
+                _linear(layer.out_proj), _bias(layer.out_proj),
                 layer.mlp_norm.weight.detach(), eps(layer.mlp_norm.eps),
-                layer.gate_up[0], layer.gate_up[1],
-                _matvec_layout(layer.mlp.down_proj.weight), _detach(layer.mlp.down_proj.bias),
+                *(layer.gate_up or (_fuse_quantized([layer.mlp.gate_proj, layer.mlp.up_proj]), None)),
+                _linear(layer.mlp.down_proj), _bias(layer.mlp.down_proj),
                 mlp_buffers[d_ff],
             ))
 
@@ -361,7 +362,12 @@ class _FastDecode:
         qk, t, qkn, att, att2 = self.qk, self.t, self.qkn, self.att, self.att2
         for i, (w1, eps1, qkv_w, qkv_b, A, B, wo, bo, w2, eps2, gu_w, gu_b, wd, bd, mlp) in enumerate(self.layers):
             self._norm(w1, eps1, h)
-            if qkv_b is None:
+            if type(qkv_w) is tuple:  # separate (quantized) layers
+                for part, proj in zip(self.qkv_parts, qkv_w):
+                    part.copy_(proj(h))
+            elif type(qkv_w) is not torch.Tensor:  # one fused quantized layer
+                self.qkv.copy_(qkv_w(h))
+            elif qkv_b is None:
                 torch.mm(h, qkv_w, out=self.qkv)
             else:
                 torch.addmm(qkv_b, h, qkv_w, out=self.qkv)
@@ -377,24 +383,100 @@ class _FastDecode:
             v_slot[i].copy_(self.v)
             scores = torch.bmm(self.q3, k_all[i])  # [Hkv, group, n]
             torch.bmm(torch.softmax(scores, -1), v_all[i], out=att)
-            x.addmm_(att2, wo)
-            if bo is not None:
-                x.add_(bo)
+            if type(wo) is torch.Tensor:
+                x.addmm_(att2, wo)
+                if bo is not None:
+                    x.add_(bo)
+            else:
+                x.add_(wo(att2))
             self._norm(w2, eps2, h)
             gu, gate, up, a = mlp
-            if gu_b is None:
+            if type(gu_w) is tuple:
+                gate.copy_(gu_w[0](h))
+                up.copy_(gu_w[1](h))
+            elif type(gu_w) is not torch.Tensor:
+                gu.copy_(gu_w(h))
+            elif gu_b is None:
                 torch.mm(h, gu_w, out=gu)
             else:
                 torch.addmm(gu_b, h, gu_w, out=gu)
             F.silu(gate, inplace=True)
             torch.mul(gate, up, out=a)
-            x.addmm_(a, wd)
-            if bd is not None:
-                x.add_(bd)
+            if type(wd) is torch.Tensor:
+                x.addmm_(a, wd)
+                if bd is not None:
+                    x.add_(bd)
+            else:
+                x.add_(wd(a))
         cache.lengths[row] = n
         self._norm(self.final_w, self.final_eps, h)
-        return torch.mm(h, self.head)
+        if type(self.head) is torch.Tensor:
+            return torch.mm(h, self.head)
+        return self.head(h).float()
 
 
-def _detach(t):
-    return None if t is None else t.detach()
+def _linear(module: nn.Module, copy_limit: int | None = None):
+    """A plain fp32 nn.Linear as its [in, out] matrix; any other layer (quantized) as the module itself."""
+    if type(module) is nn.Linear and module.weight.dtype == torch.float32:
+        return _matvec_layout(module.weight, copy_limit)
+    return _Kernel.wrap(module)
+
+
+class _Kernel:
+    """An int8 / int4 layer as a direct call of torch's CPU kernel (bf16 activations), skipping the
+    module's reshapes and casts; returns bf16 (the caller's copy_/add_ converts), fp32 with a bias."""
+
+    __slots__ = ("op", "args", "bias")
+
+    @staticmethod
+    def wrap(module: nn.Module):
+        from slmkit.quant.linear import Int4Linear, Int8Linear, _has_op
+
+        device = getattr(module, "qweight", torch.empty(0)).device
+        if device.type != "cpu":
+            return module
+        kernel = _Kernel()
+        kernel.bias = module.bias
+        if type(module) is Int8Linear and _has_op("_weight_int8pack_mm"):
+            kernel.op = torch.ops.aten._weight_int8pack_mm
+            kernel.args = (module.qweight, module.scales.to(torch.bfloat16))
+            return kernel
+        if type(module) is Int4Linear and _has_op("_weight_int4pack_mm_for_cpu") and module.out_features % 16 == 0:
+            module._prepare_kernel(device)
+            kernel.op = torch.ops.aten._weight_int4pack_mm_for_cpu
+            kernel.args = (module._packed, module.group_size, module._scales_and_zeros)
+            return kernel
+        return module
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.op(x.to(torch.bfloat16), *self.args)
+        return y if self.bias is None else y.float() + self.bias
+
+
+def _fuse_quantized(modules: list[nn.Module]):
+    """One int8 / int4 layer for several that read the same input (rows concatenated: the int8 scales are
+    per output row and the int4 groups run along the input), else the modules as a tuple."""
+    from slmkit.quant.linear import Int4Linear, Int8Linear
+
+    kind = type(modules[0])
+    if kind not in (Int8Linear, Int4Linear) or any(type(m) is not kind for m in modules):
+        return tuple(modules)
+    if kind is Int4Linear and len({m.group_size for m in modules}) != 1:
+        return tuple(modules)
+    has_bias = any(m.bias is not None for m in modules)
+    out = sum(m.out_features for m in modules)
+    args = (modules[0].group_size,) if kind is Int4Linear else ()
+    fused = kind(modules[0].in_features, out, has_bias, *args)
+    for name in ("qweight", "scales", "zeros"):
+        if hasattr(modules[0], name):
+            setattr(fused, name, torch.cat([getattr(m, name) for m in modules], 0))
+    if has_bias:
+        fused.bias = torch.cat([m.bias if m.bias is not None else torch.zeros(m.out_features) for m in modules])
+    return _Kernel.wrap(fused.to(modules[0].qweight.device))
+
+
+def _bias(module: nn.Module):
+    """The bias the fused matmul path adds (None for modules that are called, which add their own)."""
+    if type(module) is nn.Linear and module.weight.dtype == torch.float32 and module.bias is not None:
+        return module.bias.detach()
+    return None
