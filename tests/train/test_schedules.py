@@ -59,3 +59,19 @@ def test_lr_steps_once_per_optimizer_step(data_dir, tmp_path):
     assert seen == pytest.approx([schedule(i) for i in range(6)])
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(schedule(5))
     assert seen[3] == pytest.approx(cfg.train.lr)  # warmup over after 4 optimizer steps, not 1
+
+
+def test_time_schedule_reaches_the_floor_by_the_deadline(data_dir, tmp_path):
+    from slmkit.train.run import build_loaders, build_model
+    from tests.train.conftest import run_config
+
+    cfg = run_config(data_dir, tmp_path / "run", max_steps=100, warmup_steps=10, max_minutes=1.0, time_schedule=True)
+    train_data, _ = build_loaders(cfg, data_dir, None, 1)
+    trainer = Trainer(cfg, build_model(cfg, None), train_data, log=lambda *a: None)
+    schedule = make_schedule(cfg.train)
+    trainer.step, trainer.train_seconds = 20, 30.0  # half the time used, a fifth of the steps
+    assert trainer.train_step()["lr"] == pytest.approx(schedule(50))
+    trainer.step, trainer.train_seconds = 80, 30.0  # ahead of the clock: steps decide
+    assert trainer.train_step()["lr"] == pytest.approx(schedule(80))
+    with pytest.raises(ValueError, match="needs max_minutes"):
+        TrainConfig(time_schedule=True)

@@ -36,6 +36,10 @@ class TrainConfig:
     seq_len: int = 256
     max_steps: int = 1000  # optimizer steps
     max_minutes: float | None = None  # stop (with a checkpoint) after this much training time
+    # with max_minutes: the schedule follows the larger of step progress and time progress, so warmup and
+    # decay complete by the deadline on a slower (or busier) machine too; lr then depends on timing, so such
+    # runs resume closely but not bitwise
+    time_schedule: bool = False
 
     # --- optimizer (torch AdamW; no weight decay on norms, biases and embeddings) ---
     lr: float = 1e-3
@@ -121,6 +125,8 @@ class TrainConfig:
             raise ValueError(f"gpu_memory_fraction must be in (0, 1], got {self.gpu_memory_fraction}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError(f"max_minutes must be > 0, got {self.max_minutes}")
+        if self.time_schedule and self.max_minutes is None:
+            raise ValueError("time_schedule needs max_minutes (the deadline the schedule runs to)")
         if self.sample_temperature < 0:
             raise ValueError(f"sample_temperature must be >= 0, got {self.sample_temperature}")
 

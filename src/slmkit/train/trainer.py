@@ -131,7 +131,7 @@ class Trainer:
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         norm = float(grad_norm(self.params, self.tcfg.grad_clip))
-        lr = self.schedule(self.step)
+        lr = self.schedule(self._schedule_step())
         finite = math.isfinite(loss_value) and math.isfinite(norm)
         if finite:
             set_lr(self.optimizer, lr)
@@ -148,6 +148,14 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         return {"loss": loss_value, "lr": lr, "grad_norm": norm, "skipped": not finite, **extras_sum}
+
+    def _schedule_step(self) -> int:
+        """The step the schedule is read at: the optimizer step, or with train.time_schedule the step
+        matching the share of train.max_minutes already used, whichever is further."""
+        if not self.tcfg.time_schedule:
+            return self.step
+        used = self.train_seconds / (self.tcfg.max_minutes * 60)
+        return max(self.step, min(int(used * self.tcfg.max_steps), self.tcfg.max_steps))
 
     # --- the loop ------------------------------------------------------------------------------
     def fit(self) -> dict:
@@ -236,10 +244,11 @@ class Trainer:
         return ckpt.load_model_state(checkpoint_dir, self.model_config)
 
     def _should_stop(self) -> str | None:
-        time_up = self.tcfg.max_minutes is not None and self.train_seconds >= self.tcfg.max_minutes * 60
-        # one collective for both, so every rank takes the same branch
-        signalled, timed_out = self.dist.all_reduce_sum([float(self._stop_signal is not None), float(time_up)],
-                                                        self.device)
+        # one collective, so every rank takes the same branch and shares one clock (the mean training time)
+        signalled, seconds = self.dist.all_reduce_sum([float(self._stop_signal is not None), self.train_seconds],
+                                                      self.device)
+        self.train_seconds = seconds / self.dist.world_size
+        timed_out = self.tcfg.max_minutes is not None and self.train_seconds >= self.tcfg.max_minutes * 60
         if signalled:
             self.log(f"\nstopping at step {self.step} on a signal: saving a checkpoint "
                      "(continue with train.resume=auto)")
