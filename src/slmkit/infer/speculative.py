@@ -108,7 +108,7 @@ class SpeculativeGenerator:
             k = min(self.k, params.max_new_tokens - len(generated), self.max_len - len(seq))
             n_before = len(generated)
             if k <= 0:
-                logits = self.target.forward(torch.tensor([[seq[-1]]]), tc)[0]
+                logits = self.target.decode(seq[-1], tc)[0]
                 forwards += 1
                 new = [sampler.sample(logits, prompt_ids, generated)]
             else:
@@ -135,7 +135,7 @@ class SpeculativeGenerator:
             q.append(probs)
             history.append(d)
             if i < k - 1:
-                logits = self.draft.forward(torch.tensor([[d]]), dc)[0]
+                logits = self.draft.decode(d, dc)[0]
         start = tc.lengths[0]
         all_logits = self.target.forward(torch.tensor([[seq[-1]] + drafts]), tc, all_logits=True)[0]
         p = torch.stack([sampler.distribution(all_logits[i], prompt_ids, generated + drafts[:i])
