@@ -104,6 +104,29 @@ def test_quantized_checkpoint_round_trip_loads_through_load_model(tmp_path, meth
     assert len(Generator(loaded, eos_ids=set()).generate([1, 2, 3], max_new_tokens=5, temperature=0).token_ids) == 5
 
 
+@pytest.mark.parametrize("method", ["int8", "int4"])
+def test_reloaded_quantized_checkpoint_takes_the_fast_decode_path(tmp_path, method):
+    """Float tensors load as float32 on CPU by default, so the one-token fast path runs, with the same
+    greedy tokens as the general path; dtype=bfloat16 still overrides (and falls back to the general path)."""
+    torch.manual_seed(0)
+    model = Decoder(ModelConfig(vocab_size=128, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128,
+                                max_seq_len=64)).eval()
+    quantize_model(model, method, group_size=32)
+    save_quantized(model, tmp_path / "q")
+    loaded, _ = load_model(tmp_path / "q")
+    assert loaded.embed.weight.dtype == torch.float32 and loaded.final_norm.weight.dtype == torch.float32
+    fast = Generator(loaded, eos_ids=set())
+    assert fast.runner.fast is not None
+    slow = Generator(loaded, eos_ids=set())
+    slow.runner.fast = None
+    prompt = [5, 9, 2, 77]
+    out = fast.generate(prompt, max_new_tokens=12, temperature=0, ignore_eos=True).token_ids
+    assert out == slow.generate(prompt, max_new_tokens=12, temperature=0, ignore_eos=True).token_ids
+    half, _ = load_model(tmp_path / "q", dtype=torch.bfloat16)
+    assert half.embed.weight.dtype == torch.bfloat16
+    assert Generator(half, eos_ids=set()).runner.fast is None
+
+
 def test_unknown_quantized_format_or_method_is_a_clear_error(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "config.json").write_text(json.dumps({"format": "slmkit-quantized", "format_version": 1,
