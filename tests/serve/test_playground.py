@@ -19,11 +19,69 @@ from tests.serve.conftest import API_KEY
 # Records every change of the element's text, so the test can tell a stream from one final update.
 WATCH = """(() => {
   window.__states = [];
+  window.__events = 0;
+  window.__reads = 0;
   const box = document.getElementById(%s);
   new MutationObserver(() => window.__states.push(box.innerText)).observe(
       box, {childList: true, subtree: true, characterData: true});
   return true;
 })()"""
+
+# Wraps the page's fetch so that a streamed (text/event-stream) response reaches the page one SSE event
+# per read, with a task boundary between events. Decoding is fast enough that several events often share
+# one network read, so counting screen updates alone would measure the network, not the page; this way
+# the page gets every event separately and must render each before the next (window.__states), while
+# window.__events counts the events the server sent and window.__reads the network reads they came in.
+SPLIT_SSE = """(() => {
+  const realFetch = window.fetch;
+  window.fetch = async (...args) => {
+    const response = await realFetch(...args);
+    if (!(response.headers.get('content-type') || '').includes('text/event-stream')) return response;
+    const reader = response.body.getReader();
+    const encoder = new TextEncoder(), decoder = new TextDecoder();
+    let buffer = '';
+    const body = new ReadableStream({
+      async pull(controller) {
+        for (;;) {
+          const cut = buffer.indexOf('\\n\\n');
+          if (cut >= 0) {
+            const block = buffer.slice(0, cut + 2);
+            buffer = buffer.slice(cut + 2);
+            if (block.startsWith('data:') && !block.includes('[DONE]')) window.__events++;
+            await new Promise((resolve) => setTimeout(resolve, 0));
+            controller.enqueue(encoder.encode(block));
+            return;
+          }
+          const { value, done } = await reader.read();
+          if (done) {
+            if (buffer) controller.enqueue(encoder.encode(buffer));
+            controller.close();
+            return;
+          }
+          window.__reads++;
+          buffer += decoder.decode(value, { stream: true });
+        }
+      },
+    });
+    return new Response(body, { status: response.status, statusText: response.statusText,
+                                headers: response.headers });
+  };
+  return true;
+})()"""
+
+
+def _assert_streamed(page) -> None:
+    """The text grew piece by piece: the server sent many SSE events, and the page showed several distinct
+    partial texts, each a prefix of the final one, before it."""
+    states = page.evaluate("window.__states")
+    assert states, "the watched element never changed"
+    final = states[-1]
+    events, reads = page.evaluate("window.__events"), page.evaluate("window.__reads")
+    assert events > 5, f"the server sent {events} SSE events; a streamed reply comes in many"
+    assert reads >= 1
+    partial = {s for s in states if s != final}
+    assert len(partial) > 5, f"the page showed {len(partial)} partial texts for {events} events: not streamed"
+    assert all(final.startswith(s) for s in partial), "each partial text should be a prefix of the reply"
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +108,7 @@ def test_playground_streams_chat_and_completion(browser, server, client, tiny_ru
         page.call("Page.navigate", url=server.url + "/")
         page.wait_for("document.readyState === 'complete' && !!document.getElementById('send')")
         assert page.evaluate("document.title") == "slmkit playground"
+        page.evaluate(SPLIT_SSE)
         _set(page, "api-key", API_KEY)  # this server wants a key; the page sends it as a Bearer token
         page.wait_for(f"document.getElementById('model-name').textContent.startsWith({json.dumps(tiny_run.name)})")
 
@@ -61,12 +120,11 @@ def test_playground_streams_chat_and_completion(browser, server, client, tiny_ru
         page.evaluate("document.getElementById('send').click(), true")
         page.wait_for("document.getElementById('status').textContent.startsWith('done')", timeout=60)
         shown = page.evaluate("document.querySelector('.msg.assistant .text').textContent")
-        states = page.evaluate("window.__states")
         expected = client.chat.completions.create(
             model=tiny_run.name, messages=[{"role": "user", "content": "Tell me a story about a dog."}],
             max_tokens=48, temperature=0.9, top_p=0.95, seed=42).choices[0].message.content
         assert shown == expected
-        assert len(set(states)) > 5, "the reply should appear piece by piece (streamed), not all at once"
+        _assert_streamed(page)
         assert page.evaluate("document.querySelector('.msg.user .text').textContent") == "Tell me a story about a dog."
         shot = page.screenshot(tmp_path / "playground-chat.png")
         assert shot.stat().st_size > 5000
@@ -83,7 +141,7 @@ def test_playground_streams_chat_and_completion(browser, server, client, tiny_ru
         output = page.evaluate("document.getElementById('output').textContent")
         generated = page.evaluate("document.querySelector('#output .generated').textContent")
         assert output == "Once upon a time" + generated and generated
-        assert len(set(page.evaluate("window.__states"))) > 5
+        _assert_streamed(page)
         page.screenshot(tmp_path / "playground-completion.png")
 
         # an error from the server is shown, not swallowed
