@@ -1,6 +1,8 @@
 """The generation engine against the model's own full forward, one-by-one runs, and transformers."""
 
+import gc
 import os
+import tracemalloc
 
 import pytest
 import torch
@@ -117,12 +119,54 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _live_tensors() -> int:
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if issubclass(type(o), torch.Tensor))
+
+
+def _growth(gen, rounds: int, leak: list | None = None) -> tuple[int, int, int]:
+    """(live tensors, Python heap bytes, resident bytes) gained over `rounds` generations after warm-up.
+
+    `leak`, when given, gets what a leaking engine would keep from each generation (the result and a
+    cache-sized tensor): the control that shows the three measures catch a leak of that size."""
+    def one(i):
+        out = gen.generate([[1, 2, 3], [4, 5]], max_new_tokens=12, temperature=0.9, top_p=0.9, seed=i)
+        single = gen.generate([1, 2, 3], max_new_tokens=12, temperature=0, ignore_eos=True)
+        if leak is not None:
+            leak.append((out, single, torch.ones(64 * 2**10)))  # 256 KiB, like a stray KV cache
+
+    for i in range(5):
+        one(i)
+    tensors, rss = _live_tensors(), _rss_bytes()
+    tracemalloc.start()
+    try:
+        heap = tracemalloc.get_traced_memory()[0]
+        for i in range(rounds):
+            one(i)
+        gc.collect()
+        heap = tracemalloc.get_traced_memory()[0] - heap
+    finally:
+        tracemalloc.stop()
+    return _live_tensors() - tensors, heap, _rss_bytes() - rss
+
+
 def test_no_memory_growth_over_many_generations():
-    gen = Generator(random_model(), eos_ids=set())
-    for _ in range(20):
-        gen.generate([1, 2, 3], max_new_tokens=30, temperature=0.9, top_p=0.9, seed=1)
-    before = _rss_bytes()
-    for i in range(100):
-        gen.generate([[1, 2, 3], [4, 5]], max_new_tokens=16, temperature=0.9, top_p=0.9, seed=i)
-    growth = _rss_bytes() - before
-    assert growth < 8 * 2**20, f"resident memory grew by {growth / 2**20:.1f} MiB over 100 generations"
+    """Repeated generations (batched, sampled; single, greedy) keep no tensors, Python objects or memory.
+
+    One torch thread: tiny ops gain nothing from two, and on a loaded machine each parallel region can
+    wait a scheduler slice for the second thread (this test took ~100 s under load with two)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        gen = Generator(random_model(), eos_ids=set())
+        rounds = 40
+        tensors, heap, rss = _growth(gen, rounds)
+        leak = []
+        leaked = _growth(Generator(random_model(), eos_ids=set()), rounds, leak)
+    finally:
+        torch.set_num_threads(threads)
+    assert tensors <= 0, f"{tensors} more live tensors after {rounds} generations"
+    assert heap < 64 * 2**10, f"the Python heap grew by {heap / 2**10:.0f} KiB over {rounds} generations"
+    assert rss < 4 * 2**20, f"resident memory grew by {rss / 2**20:.1f} MiB over {rounds} generations"
+    # the planted leak (one result and 256 KiB per generation, 10 MiB in all) trips every check
+    assert leaked[0] >= rounds and leaked[1] >= 64 * 2**10 and leaked[2] >= 4 * 2**20, leaked
