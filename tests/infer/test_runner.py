@@ -86,3 +86,34 @@ def test_one_token_path_with_quantized_layers(method):
     for t in range(6, 20):
         torch.testing.assert_close(runner.decode(int(ids[0, t]), a), general.forward(ids[:, t:t + 1], b),
                                    rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("family", list(FAST_FAMILIES) + ["int8", "int4"])
+def test_many_rows_one_token_path_matches_full_forward(family):
+    """One token for B rows of different lengths at once (`step_rows`, what batched decoding runs), at
+    rows row0.., against each row's own full forward; then the rows keep their own lengths."""
+    quant = family in ("int8", "int4")
+    model = random_model(**(dict(d_model=64, d_ff=128, head_dim=16) if quant else FAST_FAMILIES[family]))
+    _randomize_biases_and_norms(model)
+    if quant:
+        from slmkit.quant import quantize_model
+
+        quantize_model(model, family, group_size=32)
+    runner = ModelRunner(model)
+    assert runner.fast is not None
+    g = torch.Generator().manual_seed(2)
+    seqs = [torch.randint(0, 300, (1, n + 8), generator=g) for n in (5, 1, 11)]
+    with torch.no_grad():
+        full = [model(s).logits[0] for s in seqs]
+    tol = dict(rtol=2e-2, atol=2e-2) if quant else dict(rtol=1e-4, atol=1e-5)
+    cache = runner.new_cache(4, 40)
+    for i, s in enumerate(seqs):  # prompts into rows 1..3 (row0 = 1)
+        runner.forward(s[:, :s.shape[1] - 8], cache, row0=1 + i)
+    for step in range(8):
+        ids = torch.cat([s[:, s.shape[1] - 8 + step:s.shape[1] - 7 + step] for s in seqs]).view(3, 1)
+        out = runner.forward(ids, cache, row0=1)
+        assert out.shape == (3, 300)
+        for i, s in enumerate(seqs):
+            t = s.shape[1] - 8 + step
+            torch.testing.assert_close(out[i:i + 1], full[i][t:t + 1], **tol)
+    assert cache.lengths == [0, 13, 9, 19]

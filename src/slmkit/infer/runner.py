@@ -17,7 +17,10 @@ One-token, one-row decoding (the batch-1 case and speculative drafting) takes a 
 (`_FastDecode`) for RMSNorm + SwiGLU + RoPE decoders with plain Linear layers (Llama, Qwen3): about
 25 torch calls per layer, all into preallocated buffers with precomputed views, no per-step Python
 objects besides a few views, no masks. Per step, one multiply builds every layer's QK-norm weight x
-RoPE cos/sin product, so QK-norm + RoPE cost 7 calls per layer for q and k together.
+RoPE cos/sin product, so QK-norm + RoPE cost 7 calls per layer for q and k together. One token for
+several rows of different lengths (batched decoding, continuous batching) takes the same arithmetic
+for B rows (`_FastDecode.step_rows`): per-row positions, one indexed key/value write and one masked
+attention per layer.
 
 The runner snapshots weights when built: build a new one after changing the model's weights. It keeps
 per-runner scratch buffers, so one runner must not be used from two threads at once.
@@ -116,8 +119,8 @@ class ModelRunner:
         take positions lengths[b] .. lengths[b]+T-1 (its own count of cached tokens).
         """
         B, T = ids.shape
-        if B == 1 and T == 1 and self.fast is not None:
-            logits = self.fast.step(ids, cache, row0)
+        if T == 1 and self.fast is not None:
+            logits = self.fast.step(ids, cache, row0) if B == 1 else self.fast.step_rows(ids, cache, row0)
             return logits[:, None] if all_logits else logits
         lens = cache.lengths[row0:row0 + B]
         start, uniform = lens[0], all(n == lens[0] for n in lens)
@@ -413,6 +416,83 @@ class _FastDecode:
         if type(self.head) is torch.Tensor:
             return torch.mm(h, self.head)
         return self.head(h).float()
+
+
+    def step_rows(self, ids: torch.Tensor, cache: SlotCache, row0: int) -> torch.Tensor:
+        """One token for each of the B cache rows row0..row0+B-1 (ids [B, 1]), each at its own position;
+        float32 logits [B, vocab].
+
+        The single-row arithmetic for B rows at once: the matmuls take [B, d] inputs, QK-norm + RoPE use
+        per-row cos/sin (one multiply builds every layer's A and B for all rows), each row's key/value
+        goes to its own slot with one indexed write per layer, and attention is one batched matmul ->
+        masked softmax -> matmul over the longest row's prefix (an additive mask hides the slots past
+        each row's length). About 30 torch calls per layer whatever B is.
+        """
+        B = ids.shape[0]
+        lens = cache.lengths[row0:row0 + B]
+        for b in range(B):
+            cache.check_room(row0 + b, 1)
+        dev, dt = self.runner.device, self.runner.dtype
+        n = max(lens) + 1
+        pos = torch.tensor(lens, device=dev)
+        rows_t = torch.arange(row0, row0 + B, device=dev)
+        H, Hkv, D, g = self.H, self.Hkv, self.D, self.g
+        qk_rows = H + Hkv
+        A = self.WA[:, None] * self.cos[pos][None, :, None]  # [L, B, H + Hkv, D]
+        Bm = self.WB[:, None] * self.sin[pos][None, :, None]
+        mask = torch.zeros(B, n, dtype=dt, device=dev)
+        mask.masked_fill_(cache.slots[:n][None] > pos[:, None], float("-inf"))
+        mask = mask[:, None, None]  # [B, 1, 1, n]
+        x = torch.index_select(self.embed, 0, ids.reshape(B))
+        split = self.q_dim + self.kv_dim
+        for i, (w1, eps1, qkv_w, qkv_b, _, _, wo, bo, w2, eps2, gu_w, gu_b, wd, bd, mlp) in enumerate(self.layers):
+            qkv = _project(_rms(x, w1, eps1, self.inv_d), qkv_w, qkv_b)
+            qk = qkv[:, :split].view(B, qk_rows, D)
+            t = qk * A[i]
+            t.addcmul_(torch.index_select(qk, 2, self.roll_index), Bm[i])
+            if self.qk_norm:
+                ssq = torch.baddbmm(self.qk_eps[:1], qk.reshape(B * qk_rows, 1, D), qk.reshape(B * qk_rows, D, 1),
+                                    alpha=self.inv_D)
+                t.mul_(ssq.rsqrt_().view(B, qk_rows, 1))
+            keys, values = cache.keys[i], cache.values[i]  # [rows, Hkv, max_len, D]
+            keys[rows_t, :, pos] = t[:, H:]
+            values[rows_t, :, pos] = qkv[:, split:].view(B, Hkv, D)
+            scores = torch.matmul(t[:, :H].view(B, Hkv, g, D), keys[row0:row0 + B, :, :n].transpose(-1, -2))
+            scores.add_(mask)
+            att = torch.matmul(torch.softmax(scores, -1), values[row0:row0 + B, :, :n]).view(B, self.q_dim)
+            x = _residual(x, att, wo, bo)
+            d_ff = mlp[3].shape[1]
+            gate, up = _project(_rms(x, w2, eps2, self.inv_d), gu_w, gu_b).split((d_ff, d_ff), -1)
+            x = _residual(x, F.silu(gate) * up, wd, bd)
+        for b in range(B):
+            cache.lengths[row0 + b] += 1
+        h = _rms(x, self.final_w, self.final_eps, self.inv_d)
+        if type(self.head) is torch.Tensor:
+            return torch.mm(h, self.head)
+        return self.head(h).float()
+
+
+def _rms(x: torch.Tensor, w: torch.Tensor, eps: torch.Tensor, inv_d: float) -> torch.Tensor:
+    """RMSNorm of the rows of x [B, d] (fp32), as _FastDecode._norm computes it for one row."""
+    ss = (x * x).sum(-1, keepdim=True).mul_(inv_d).add_(eps)
+    return (x * ss.rsqrt_()).mul_(w)
+
+
+def _project(h: torch.Tensor, w, b) -> torch.Tensor:
+    """h @ w for a fused [in, out] matrix (plus bias), a fused quantized kernel, or separate modules."""
+    if type(w) is torch.Tensor:
+        return torch.mm(h, w) if b is None else torch.addmm(b, h, w)
+    if type(w) is tuple:
+        return torch.cat([m(h).float() for m in w], -1)
+    return w(h).float()
+
+
+def _residual(x: torch.Tensor, a: torch.Tensor, w, b) -> torch.Tensor:
+    """x + a @ w (+ b), or x + module(a)."""
+    if type(w) is torch.Tensor:
+        x = torch.addmm(x, a, w)
+        return x if b is None else x.add_(b)
+    return x + w(a)
 
 
 def _linear(module: nn.Module, copy_limit: int | None = None):
