@@ -9,12 +9,21 @@
    (torch.profiler, top-level aten ops) for both sides.
 2. Batched throughput at batch 8 (prompts of different lengths; HF left-pads).
 3. Quantized decode on CPU for the ~43M model, trained here on TinyStories (a plain loop, bf16
-   autocast, ~TRAIN_SECONDS) so perplexities mean something: fp32 vs int8 / int4 / NF4.
-4. Speculative decoding: the trained 43M target with a 4.2M draft trained on the same text.
+   autocast, a fixed wall-clock budget, cached under benchmarks/.cache/ so reruns reuse it) so that
+   perplexities mean something: fp32 vs int8 / int4 / NF4, each quantized model saved with
+   save_quantized and loaded back with load_model (what `slm quantize` + `slm generate` run).
+4. Speculative decoding: that 43M target with a 4.2M draft trained (and cached) the same way on the same
+   text and tokenizer; k picked by measurement.
+
+    .venv/bin/python benchmarks/bench_generate.py --train-only   # fill the cache, nothing else
+    .venv/bin/python benchmarks/bench_generate.py --trained-only # quantized + speculative rows, printed
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import os
 import sys
 import tempfile
@@ -34,7 +43,11 @@ from slmkit.quant.evaluate import perplexity  # noqa: E402
 
 DEFAULT_THREADS = torch.get_num_threads()
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))  # for the batched / quantized / speculative rows
-TRAIN_SECONDS = float(os.environ.get("BENCH_TRAIN_SECONDS", "300"))
+TRAIN_SECONDS = float(os.environ.get("BENCH_TRAIN_SECONDS", "720"))  # target; the draft gets a third
+# One thread by default: on a CPU shared with other work, two threads made each training step ~15x slower
+# (every parallel region waits for a descheduled second thread); set BENCH_TRAIN_THREADS on an idle machine.
+TRAIN_THREADS = int(os.environ.get("BENCH_TRAIN_THREADS", "1"))
+CACHE = Path(__file__).resolve().parent / ".cache"
 NEW_TOKENS = 128
 QUANT_TOKENS = 32
 torch.set_num_threads(THREADS)
@@ -126,24 +139,80 @@ def batched_pair(model, hf, rows, batch=8, new=64):
                      ratio=t["transformers"] / t["slmkit"]))
 
 
-def train_briefly(model, ids, seconds, batch=8, seq=128, lr=1e-3):
-    """A plain loop (AdamW, bf16 autocast) for `seconds` of wall time; returns the step count."""
+def train_briefly(model, ids, seconds, batch=8, seq=128, lr=1e-3, warmup=20):
+    """A plain loop (AdamW, bf16 autocast) for `seconds` of wall time: linear warm-up, then a cosine decay
+    to lr/10 that follows the elapsed fraction of the budget. Returns (model, steps, last mean loss)."""
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.95))
     data = torch.tensor(ids)
     g = torch.Generator().manual_seed(0)
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    steps, start, losses = 0, time.perf_counter(), []
+    while (elapsed := time.perf_counter() - start) < seconds:
+        progress = elapsed / seconds
+        for group in opt.param_groups:
+            group["lr"] = lr * min(1.0, (steps + 1) / warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
         starts = torch.randint(0, len(data) - seq - 1, (batch,), generator=g)
         x = torch.stack([data[s:s + seq] for s in starts])
         y = torch.stack([data[s + 1:s + seq + 1] for s in starts])
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss = model(x, y).loss
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
         steps += 1
-    return model.eval(), steps
+    return model.eval(), steps, sum(losses[-20:]) / max(1, len(losses[-20:]))
+
+
+def tokenizer_and_data():
+    """The 4096-token BPE trained on the TinyStories 2 MiB head (cached), train ids, 8192 validation ids."""
+    from slmkit.tokenizer import load_tokenizer, train_bpe
+
+    train_file = SHARED_DATA / "tinystories" / "tinystories_train_head_2MiB.txt"
+    valid_file = SHARED_DATA / "tinystories" / "tinystories_validation_head_hf.txt"
+    tok_dir = CACHE / "tokenizer-4096"
+    if (tok_dir / "tokenizer.json").is_file():
+        tok = load_tokenizer(tok_dir)
+    else:
+        tok = train_bpe([str(train_file)], vocab_size=4096)
+        tok.save(tok_dir)
+    train_ids = tok.encode(train_file.read_text(encoding="utf-8"))
+    valid_ids = tok.encode(valid_file.read_text(encoding="utf-8"))[:8192]
+    return tok, tok_dir, train_ids, valid_ids
+
+
+def trained(name, config, train_ids, tok_dir, seconds, lr):
+    """A model trained by train_briefly, from benchmarks/.cache/ when an identical run was cached.
+
+    The cache key covers the config, the budget, the learning rate and the tokenizer; meta.json keeps
+    the steps and final training loss reached (they depend on the machine's load at training time)."""
+    from slmkit.model import load_model
+
+    spec = dict(config=config.to_dict(), seconds=seconds, lr=lr, batch=8, seq=128, schedule="warmup20-cosine",
+                threads=TRAIN_THREADS,
+                tokenizer=(tok_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+    directory = CACHE / f"{name}-{key}"
+    if (directory / "meta.json").is_file():
+        model, _ = load_model(directory)
+        return model.eval(), json.loads((directory / "meta.json").read_text()), directory
+    threads = torch.get_num_threads()
+    torch.set_num_threads(TRAIN_THREADS)
+    torch.manual_seed(0)
+    model, steps, loss = train_briefly(Decoder(config), train_ids, seconds, lr=lr)
+    torch.set_num_threads(threads)
+    model.save_pretrained(directory, tokenizer_dir=tok_dir)
+    meta = dict(steps=steps, seconds=seconds, lr=lr, train_loss=round(loss, 4),
+                trained_at=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    (directory / "meta.json").write_text(json.dumps(meta, indent=2))
+    return model, meta, directory
+
+
+def trained_pair(train_ids, tok, tok_dir):
+    target = trained("target-43m", config_43m(tok.vocab_size), train_ids, tok_dir, TRAIN_SECONDS, 1.5e-3)
+    draft = trained("draft-4m", config_4m(tok.vocab_size), train_ids, tok_dir, TRAIN_SECONDS / 3, 3e-3)
+    return target, draft
 
 
 def decode_speed(model, tokens=QUANT_TOKENS):
@@ -154,79 +223,95 @@ def decode_speed(model, tokens=QUANT_TOKENS):
 
 
 def main():
+    if "--train-only" in sys.argv:
+        tok, tok_dir, train_ids, _ = tokenizer_and_data()
+        for model, meta, directory in trained_pair(train_ids, tok, tok_dir):
+            print(directory, meta)
+        return
     rows, notes = [], []
+    quick = "--trained-only" in sys.argv  # only the trained-model rows, printed, not written
     torch.manual_seed(0)
-    small = Decoder(config_4m()).eval()
-    big = Decoder(config_43m()).eval()
-    hf_small = hf_big = None
-    for threads in sorted({1, DEFAULT_THREADS}):
-        hf_small = decode_pair(small, "4.2M (GUIDE tiny)", rows, hf_small, threads, count_ops=threads == 1)
-        hf_big = decode_pair(big, "43M", rows, hf_big, threads)
-    decode_pair(small, "4.2M (GUIDE tiny)", rows, hf_small, 1, sample=True)
-    batched_pair(small, hf_small, rows)
-    del hf_big
+    if not quick:
+        small = Decoder(config_4m()).eval()
+        big = Decoder(config_43m()).eval()
+        hf_small = hf_big = None
+        for threads in sorted({1, DEFAULT_THREADS}):
+            hf_small = decode_pair(small, "4.2M (GUIDE tiny)", rows, hf_small, threads, count_ops=threads == 1)
+            hf_big = decode_pair(big, "43M", rows, hf_big, threads)
+        decode_pair(small, "4.2M (GUIDE tiny)", rows, hf_small, 1, sample=True)
+        batched_pair(small, hf_small, rows)
+        del hf_big
 
-    # ---- quantization on a briefly trained >= 40M model
-    from slmkit.tokenizer import train_bpe
+    # ---- quantization on a trained >= 40M model, through saved-and-reloaded quantized checkpoints
+    from slmkit.model import load_model
 
-    train_file = SHARED_DATA / "tinystories" / "tinystories_train_head_2MiB.txt"
-    valid_file = SHARED_DATA / "tinystories" / "tinystories_validation_head_hf.txt"
-    tok = train_bpe([str(train_file)], vocab_size=4096)
-    train_ids = tok.encode(train_file.read_text(encoding="utf-8"))
-    valid_ids = tok.encode(valid_file.read_text(encoding="utf-8"))[:8192]
-    torch.set_num_threads(2)  # training is compute-bound: use both cores
-    torch.manual_seed(0)
-    target, steps = train_briefly(Decoder(config_43m(tok.vocab_size)), train_ids, TRAIN_SECONDS)
-    draft, draft_steps = train_briefly(Decoder(config_4m(tok.vocab_size)), train_ids, TRAIN_SECONDS / 2.5, lr=2e-3)
-    torch.set_num_threads(THREADS)
-    target.save_pretrained(TMP / "target")
+    tok, tok_dir, train_ids, valid_ids = tokenizer_and_data()
+    (target, target_meta, target_dir), (draft, draft_meta, _) = trained_pair(train_ids, tok, tok_dir)
     ppl_fp32 = perplexity(target, valid_ids)
-    notes.append(f"quantization model: 43M params trained {steps} steps (batch 8 x 128 tokens, AdamW lr 1e-3, "
-                 f"bf16 autocast, {TRAIN_SECONDS:.0f}s on the shared CPU) on the TinyStories 2 MiB head with a "
-                 f"4096-token BPE; fp32 validation perplexity {ppl_fp32:.2f} on 8192 validation tokens. A briefly "
-                 "trained model, far from converged: the perplexity changes are indicative, not a converged-model "
-                 "measurement")
+    notes.append(f"target / quantization model: 43M params trained {target_meta['steps']} steps (batch 8 x 128 "
+                 f"tokens, AdamW lr {target_meta['lr']:g} with warm-up and cosine decay, bf16 autocast, "
+                 f"{target_meta['seconds']:.0f}s at {TRAIN_THREADS} thread(s) on the shared CPU, cached in benchmarks/.cache/) on the "
+                 f"TinyStories 2 MiB head with a 4096-token BPE; final training loss {target_meta['train_loss']:.2f}, "
+                 f"fp32 validation perplexity {ppl_fp32:.2f} on 8192 validation tokens. Still far from "
+                 "converged (a TinyStories model of this size reaches perplexity ~3-5): the perplexity changes "
+                 "are measured on this model, a converged one may react differently")
     fp32_bytes = quantized_nbytes(target)
     runs = {"fp32": decode_speed(target)[1]}
     quantized = {}
     for method in ("int8", "int4", "nf4"):
-        from slmkit.model import load_model
-
-        m, _ = load_model(TMP / "target")
+        m, _ = load_model(target_dir)
         quantize_model(m, method, group_size=64)
-        save_quantized(m, TMP / method)
-        q, _ = load_model(TMP / method)
+        save_quantized(m, TMP / method, tokenizer_dir=tok_dir)
+        del m
+        q, _ = load_model(TMP / method)  # what `slm generate` loads: float tensors fp32 on CPU
         quantized[method] = (q, perplexity(q, valid_ids), quantized_nbytes(q))
-        runs[method] = decode_speed(q)[1]
-    t = ab_median(runs, 3)
-    for method, (q, ppl, nbytes) in quantized.items():
-        rows.append(dict(benchmark=f"quantized decode 43M {method} vs fp32", params_m=43.0, threads=THREADS,
+        gen, runs[method] = decode_speed(q)
+        quantized[method] += (gen.runner.fast is not None,)
+    t = ab_median(runs, 5)
+    for method, (q, ppl, nbytes, fast) in quantized.items():
+        rows.append(dict(benchmark=f"quantized decode 43M {method} vs fp32 (saved + reloaded checkpoint)",
+                         params_m=43.0, threads=THREADS,
                          slmkit_tok_s=QUANT_TOKENS / t[method], fp32_tok_s=QUANT_TOKENS / t["fp32"],
                          ratio=t["fp32"] / t[method],
                          ppl_fp32=ppl_fp32, ppl_quant=ppl, ppl_change_pct=(ppl / ppl_fp32 - 1) * 100,
-                         size_mb=nbytes / 1e6, fp32_size_mb=fp32_bytes / 1e6))
+                         size_mb=nbytes / 1e6, fp32_size_mb=fp32_bytes / 1e6, fast_path=fast))
+    del quantized, runs
 
-    # ---- speculative decoding: trained 43M target, trained 4.2M draft, greedy
+    # ---- speculative decoding: trained 43M target, trained 4.2M draft, greedy; k by measurement
     prompt = tok.encode("Once upon a time, there was a little")
     plain = Generator(target, eos_ids=set())
-    spec = SpeculativeGenerator(target, draft, k=4, eos_ids=set())
     results = {}
 
-    def run_plain():
-        results["plain"] = plain.generate(prompt, max_new_tokens=NEW_TOKENS, temperature=0, ignore_eos=True)
+    def timed_runs(k):
+        spec = SpeculativeGenerator(target, draft, k=k, eos_ids=set())
 
-    def run_spec():
-        results["spec"] = spec.generate(prompt, max_new_tokens=NEW_TOKENS, temperature=0, ignore_eos=True)
+        def run_plain():
+            results["plain"] = plain.generate(prompt, max_new_tokens=NEW_TOKENS, temperature=0, ignore_eos=True)
 
-    run_plain(), run_spec()
-    t = ab_median({"plain": run_plain, "spec": run_spec}, 3)
-    rows.append(dict(benchmark="speculative greedy, 43M target + 4.2M draft, k=4", params_m=43.0, threads=THREADS,
-                     slmkit_tok_s=NEW_TOKENS / t["spec"], fp32_tok_s=NEW_TOKENS / t["plain"],
-                     ratio=t["plain"] / t["spec"], acceptance=results["spec"].acceptance_rate,
-                     same_tokens=results["spec"].token_ids == results["plain"].token_ids))
-    notes.append(f"draft: 4.2M params trained {draft_steps} steps (lr 2e-3) on the same text and tokenizer; "
-                 f"prompt 'Once upon a time, there was a little', {NEW_TOKENS} greedy tokens; acceptance = accepted "
-                 "draft tokens / proposed")
+        def run_spec():
+            results[k] = spec.generate(prompt, max_new_tokens=NEW_TOKENS, temperature=0, ignore_eos=True)
+
+        run_plain(), run_spec()
+        return {"plain": run_plain, f"k={k}": run_spec}
+
+    ks = (2, 3, 4, 6)
+    runs = {}
+    for k in ks:
+        runs.update(timed_runs(k))
+    t = ab_median(runs, 3)
+    best = min(ks, key=lambda k: t[f"k={k}"])
+    for k in ks:
+        rows.append(dict(benchmark=f"speculative greedy, 43M target + 4.2M draft, k={k}"
+                                   f"{' (fastest k)' if k == best else ''}",
+                         params_m=43.0, threads=THREADS,
+                         slmkit_tok_s=NEW_TOKENS / t[f"k={k}"], fp32_tok_s=NEW_TOKENS / t["plain"],
+                         ratio=t["plain"] / t[f"k={k}"], acceptance=results[k].acceptance_rate,
+                         same_tokens=results[k].token_ids == results["plain"].token_ids))
+    notes.append(f"draft: 4.2M params (GUIDE tiny) trained {draft_meta['steps']} steps (lr {draft_meta['lr']:g}, "
+                 f"{draft_meta['seconds']:.0f}s, final training loss {draft_meta['train_loss']:.2f}) on the same text "
+                 f"and tokenizer; prompt 'Once upon a time, there was a little', {NEW_TOKENS} greedy tokens; "
+                 "acceptance = accepted draft tokens / proposed; fp32_tok_s = the target decoding alone; k = draft "
+                 "tokens per verification, all measured in one alternating run")
     notes += [
         f"threads: each decode row runs both sides at the stated torch thread count (1, and the machine "
         f"default {DEFAULT_THREADS}); the other rows use {THREADS} (BENCH_THREADS). The CPU is shared with "
@@ -234,18 +319,24 @@ def main():
         "calls_per_token: top-level aten ops per generated token under torch.profiler (prefill amortised), "
         "independent of machine load",
         "sampling row: both sides sample (different random streams), so tokens are not compared",
-        "quantized rows: checkpoints saved by slm quantize load with bf16 activations, which the runner's "
-        "one-token fast path (fp32 only) does not take yet: they run the general path, while fp32 runs the fast "
-        "path, so these ratios understate the kernels (fp32 models quantized in memory take the fast path)",
-        "speculative row: both models are barely trained on the shared CPU (see steps above), so the draft "
-        "rarely agrees with the target: the acceptance and the slow-down are real for these models, not "
-        "representative of a converged target/draft pair",
+        "batch 8 row: prompts of 4-16 tokens (HF left-pads); slmkit decodes all rows with one call of the "
+        "runner's B-row one-token path per step (per-row positions, masked attention), prefill per request",
+        "quantized rows: each method quantizes the trained target, saves it with save_quantized and loads it "
+        "back with load_model, as `slm quantize` then `slm generate` do; the float tensors load as fp32 on CPU "
+        "(the quantized layers cast activations to bf16 for torch's kernels), so the one-token fast path runs "
+        "(fast_path); median of 5 alternating runs of 32 greedy tokens after a 16-token prompt",
         "ratio = slmkit speed / reference speed (transformers generate, fp32 slmkit, or plain decoding)",
         "goals: decode >= 3x transformers on 4.2M, >= 1.5x on ~40M; int8 and int4 >= 2x fp32 decode with "
         "perplexity +<=1% (int8) and +<=5% (int4, NF4)",
-        "quantized models run with bf16 activations (torch's int8/int4 CPU kernels need them); NF4 has no "
-        "torch CPU kernel and runs by dequantizing each layer per call",
+        "int8 / int4 matmuls run torch's CPU kernels (_weight_int8pack_mm, _weight_int4pack_mm_for_cpu) on bf16 "
+        "activations; NF4 has no torch CPU kernel and runs by dequantizing each layer per call (memory, not "
+        "speed, is its point)",
     ]
+    if quick:
+        for row in rows:
+            print(row)
+        print("\n".join(notes))
+        return
     write_results("generate", "Generation: slmkit engine vs transformers generate; quantized decode", rows, notes)
 
 
