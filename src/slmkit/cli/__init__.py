@@ -56,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`slm ... | head`): stop quietly, as Unix tools do.
+        sys.stderr.close()
+        return 141
     except (SlmError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
         if args.debug:
             raise
