@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from slmkit import __version__
@@ -57,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        # The reader went away (`slm ... | head`): stop quietly, as Unix tools do.
-        sys.stderr.close()
+        # The reader went away (`slm ... | head`): stop quietly, as Unix tools do. Point stdout at
+        # /dev/null so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except (SlmError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
         if args.debug:
