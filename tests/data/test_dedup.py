@@ -6,6 +6,7 @@ import re
 import numpy as np
 
 from slmkit.data.cleaning import normalize
+from slmkit.data.config import DedupConfig
 from slmkit.data.local_files import read_txt
 from slmkit.data.minhash import MinHasher, estimated_jaccard
 
@@ -112,3 +113,49 @@ def test_short_documents_are_unbiased_too():
     truth = np.array([jaccard(x, y) for x, y in pairs])
     assert abs(np.mean(est - truth)) < 0.02
     assert np.std(est - truth) < 0.08
+
+
+def test_a_large_bucket_of_near_copies_gives_linear_candidates(tmp_path, tinystories_valid, small_tokenizer_dir,
+                                                                small_tokenizer, monkeypatch):
+    """2,000 lightly edited copies of one story share most band keys: one bucket of 2,000 per band.
+    Candidates must stay O(documents x bands) (first member + predecessor per bucket), not O(n^2),
+    the copies must still be found, and the unrelated stories around them kept. A small key range
+    per slice makes the bands go through several slices too."""
+    from slmkit.data import dedup
+
+    monkeypatch.setattr(dedup, "DOCS_PER_SLICE", 500)
+    stories = [normalize(d) for d in read_txt(tinystories_valid, "blank_line") if len(d.split()) > 60]
+    original = max(stories, key=len)
+    others = [d for d in stories if d is not original][:200]
+    assert len(original.split()) > 100 and len(others) == 200
+    rng = random.Random(7)
+    copies = [edit(original, 3 / len(original.split(" ")), rng) for _ in range(2000)]  # 3 words each: J ~0.9
+    corpus = others[:100] + [original] + copies + others[100:]
+    write_jsonl(tmp_path / "docs.jsonl", corpus)
+    manifest = run_prepare(tmp_path / "out", small_tokenizer_dir, [
+        f"sources={{docs: {{kind: files, paths: [{tmp_path / 'docs.jsonl'}], split: train}}}}",
+        "clean.max_dup_ngram_fraction={}", "clean.max_top_ngram_fraction={}",
+    ])
+    stats = manifest.data["dedup"]
+    n = len(corpus)
+    bands = DedupConfig().lsh_bands()  # the default threshold (0.8): 25 bands of 5 rows
+    assert stats["candidate_pairs"] <= 2 * n * bands  # at most 2 (m - 1) per bucket and band
+    assert stats["candidate_pairs"] < n * (n - 1) / 2 / 10  # far from all pairs of the bucket
+    assert stats["verified_pairs"] <= stats["candidate_pairs"]
+    kept = shard_documents(manifest, "train", small_tokenizer)
+    assert stats["exact_removed"] < 20 and stats["near_removed"] >= 0.95 * len(copies)
+    unrelated_dropped = [d for d in others if d not in kept and
+                         max(jaccard(d, o) for o in others if o is not d) < THRESHOLD - 0.1]
+    assert not unrelated_dropped
+    assert original in kept  # the earliest of the group stays
+
+
+
+def test_band_pairs_of_one_bucket_are_linear():
+    from slmkit.data.dedup import band_pairs
+
+    keys = np.array([7] * 3000 + [9, 9, 11], dtype=np.uint64)
+    pairs = band_pairs(keys, np.arange(len(keys)) * 2)
+    assert len(pairs) <= 2 * 2999 + 1 and (pairs[:, 0] < pairs[:, 1]).all()
+    assert {(0, 2 * j) for j in range(1, 3000)} <= set(map(tuple, pairs.tolist()))  # all with the first member
+    assert (6000, 6002) in set(map(tuple, pairs.tolist()))

@@ -4,10 +4,13 @@ Exact: documents with the same hash of normalised text; the first one stays.
 Near: LSH band keys propose candidate pairs (documents equal on one band), the MinHash estimate
 of their Jaccard similarity confirms them (>= threshold), and confirmed pairs are joined with
 union-find; of each group of near duplicates only the earliest document stays.
-Memory is a few integers per document: band keys are read and sorted one band at a time (only the
-documents whose key repeats are paired), each band's new candidate pairs are verified at once
-(signatures read from the parts' files, a chunk at a time), and the pairs seen so far are kept as
-one int64 each (so that a pair is verified once).
+Candidates are bounded: in a bucket of m documents sharing a band key each later member is paired
+only with the bucket's first member and its predecessor (at most 2 (m - 1) pairs, not m (m - 1) / 2),
+so there are at most 2 x documents x bands candidates in all. They are verified as they come (a
+band, a key range of the band and a chunk of pairs at a time) and never collected: pairs already
+in one union-find group are skipped, and a fixed-size table of rejected pairs spares most repeat
+checks. Memory: the union-find (4 B a document), a few small arrays per document (exact hash,
+masks), one key range of one band (about DOCS_PER_SLICE documents) and one chunk of signatures.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ class DedupStats:
     exact_removed: int = 0
     near_removed: int = 0
     candidate_pairs: int = 0
+    verified_pairs: int = 0
     confirmed_pairs: int = 0
     removed_by_source: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -34,22 +38,29 @@ class DedupStats:
 
 
 class _UnionFind:
+    """Parents as int32 (4 bytes a document); the smaller index (earlier document) is the root."""
+
     def __init__(self, n: int):
-        self.parent = np.arange(n, dtype=np.int64)
+        self.parent = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
 
-    def find(self, i: int) -> int:
+    def roots(self, x: np.ndarray) -> np.ndarray:
+        """Roots of the documents `x` (vectorised pointer jumping; their paths are compressed)."""
         parent = self.parent
-        root = i
-        while parent[root] != root:
-            root = parent[root]
-        while parent[i] != root:
-            parent[i], i = root, parent[i]
-        return int(root)
+        r = parent[x]
+        while True:
+            up = parent[r]
+            if (up == r).all():
+                break
+            r = up
+        parent[x] = r
+        return r.astype(np.int64)
 
-    def union(self, i: int, j: int) -> None:
-        ri, rj = self.find(i), self.find(j)
-        if ri != rj:  # the smaller index (earlier document) becomes the root
-            self.parent[max(ri, rj)] = min(ri, rj)
+    def union(self, i: int, j: int) -> bool:
+        ri, rj = (int(r) for r in self.roots(np.array([i, j])))
+        if ri == rj:
+            return False
+        self.parent[max(ri, rj)] = min(ri, rj)
+        return True
 
 
 def exact_duplicates(exact: np.ndarray) -> np.ndarray:
@@ -68,9 +79,10 @@ def _distinct(values: np.ndarray) -> np.ndarray:
 
 def band_pairs(keys: np.ndarray, alive_idx: np.ndarray) -> np.ndarray:
     """[pairs, 2] int64 (i < j, distinct) of documents sharing a key of one band. `keys` are the
-    band's keys of the documents `alive_idx`. Only documents whose key occurs twice or more are
-    sorted; within a group of equal keys each member is paired with the group's first member and
-    with its predecessor (vectorised)."""
+    band's keys of the documents `alive_idx` (in increasing order). Within a group of equal keys
+    (a bucket) each later member is paired with the bucket's first (earliest) member and with its
+    predecessor, so a bucket of m documents gives at most 2 (m - 1) pairs, never m (m - 1) / 2.
+    Only documents whose key occurs twice or more are sorted."""
     sorted_keys = np.sort(keys)
     repeats = sorted_keys[1:][sorted_keys[1:] == sorted_keys[:-1]]
     del sorted_keys
@@ -87,43 +99,14 @@ def band_pairs(keys: np.ndarray, alive_idx: np.ndarray) -> np.ndarray:
     same_as_prev = np.r_[False, sorted_sub[1:] == sorted_sub[:-1]]
     group_start = np.maximum.accumulate(np.where(~same_as_prev, np.arange(len(sub)), 0))
     later = np.flatnonzero(same_as_prev)
-    docs = alive_idx[members[order]]
+    docs = np.asarray(alive_idx)[members[order]].astype(np.int64)
     pairs = np.concatenate([np.stack([docs[group_start[later]], docs[later]], axis=1),
                             np.stack([docs[later - 1], docs[later]], axis=1)])
     pairs.sort(axis=1)
-    return pairs[pairs[:, 0] != pairs[:, 1]]
-
-
-def candidate_pairs(band_columns, alive: np.ndarray) -> np.ndarray:
-    """[pairs, 2] int64 (i < j), sorted and distinct, of alive documents that share a key in at
-    least one band. `band_columns` yields one [docs] uint64 array per band (or a callable giving
-    it the alive mask)."""
-    return np.concatenate(list(_new_pairs_by_band(band_columns, alive)) or [np.zeros((0, 2), dtype=np.int64)])
-
-
-def _new_pairs_by_band(band_columns, alive: np.ndarray):
-    """Per band, the candidate pairs no earlier band proposed. Pairs seen so far are kept as one
-    sorted int64 code each (i * docs + j), one array per band (no merging copies): 8 bytes a
-    distinct pair."""
-    alive_idx = np.flatnonzero(alive)
-    n = np.int64(len(alive))
-    seen: list[np.ndarray] = []
-    for keys in band_columns:
-        keys = keys(alive) if callable(keys) else keys[alive_idx]
-        pairs = band_pairs(keys, alive_idx)
-        del keys
-        if not len(pairs):
-            continue
-        codes = _distinct(pairs[:, 0] * n + pairs[:, 1])
-        del pairs
-        for earlier in seen:
-            at = np.searchsorted(earlier, codes)
-            at[at == len(earlier)] = 0
-            codes = codes[earlier[at] != codes]
-        if not len(codes):
-            continue
-        seen.append(codes)
-        yield np.stack([codes // n, codes % n], axis=1)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    n = np.int64(docs.max()) + 1
+    codes = _distinct(pairs[:, 0] * n + pairs[:, 1])  # first member and predecessor may coincide
+    return np.stack([codes // n, codes % n], axis=1)
 
 
 class _SignatureReader:
@@ -144,34 +127,81 @@ class _SignatureReader:
 
 
 PAIRS_PER_CHUNK = 16384  # signatures of at most 2 x 16384 documents (16 MB at 128 x uint32) at a time
+DOCS_PER_SLICE = 1 << 17  # a band's keys are paired in key ranges of about this many documents
+REJECTED_SLOTS = 1 << 20  # fixed table (8 MB) of pairs found dissimilar, so that most are checked once
 
 
-def near_duplicates(parts: list[Part], alive: np.ndarray, threshold: float) -> tuple[np.ndarray, int, int]:
-    """[docs] bool, True for documents with an earlier near duplicate; and pair counts."""
+def _slice_of(keys: np.ndarray, slices: int) -> np.ndarray:
+    return ((keys >> np.uint64(32)) % np.uint64(slices)).astype(np.int64)
+
+
+def _slot_of(codes: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        h = codes.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    return (h >> np.uint64(64 - REJECTED_SLOTS.bit_length() + 1)).astype(np.int64)
+
+
+@dataclass
+class NearStats:
+    candidate_pairs: int = 0  # pairs proposed, summed over bands (at most 2 x documents x bands)
+    verified_pairs: int = 0  # signature comparisons made
+    confirmed_pairs: int = 0  # comparisons at or above the threshold
+
+
+def near_duplicates(parts: list[Part], alive: np.ndarray, threshold: float) -> tuple[np.ndarray, NearStats]:
+    """[docs] bool, True for documents with an earlier near duplicate; and pair counts.
+
+    Band by band, and within a band key range by key range (hashed keys, so ranges of about
+    DOCS_PER_SLICE documents each; one bucket is never split), the documents sharing a key are
+    paired with their bucket's first member and their predecessor, and the pairs are verified
+    at once, a chunk at a time: pairs whose documents are already in one group are skipped, the
+    others compared on their signatures, and similar ones joined by union-find. Nothing is kept
+    per pair between chunks except a fixed-size table of recently rejected pairs (which only
+    saves work), so memory is the union-find (4 B a document), one key range and one chunk."""
+    stats = NearStats()
     bands = int(parts[0].meta["bands"]) if parts else 0
     offsets = np.cumsum([0] + [p.docs for p in parts])
-
-    def column(b):  # band b of the alive documents, part by part
-        return lambda mask: np.concatenate(
-            [p.band(b)[mask[offsets[k]:offsets[k + 1]]] for k, p in enumerate(parts)])
-
+    slices = max(1, -(-int(alive.sum()) // DOCS_PER_SLICE))
     reader = _SignatureReader(parts)
-    confirmed, candidates = [], 0
-    for pairs in _new_pairs_by_band((column(b) for b in range(bands)), alive):  # verified band by band
-        candidates += len(pairs)
-        for lo in range(0, len(pairs), PAIRS_PER_CHUNK):
-            chunk = pairs[lo:lo + PAIRS_PER_CHUNK]
-            similar = estimated_jaccard(reader.rows(chunk[:, 0]), reader.rows(chunk[:, 1])) >= threshold
-            confirmed.append(chunk[similar])
-    confirmed = np.concatenate(confirmed) if confirmed else np.zeros((0, 2), dtype=np.int64)
     uf = _UnionFind(len(alive))
-    for i, j in confirmed:
-        uf.union(int(i), int(j))
+    rejected = np.full(REJECTED_SLOTS, -1, dtype=np.int64)
+    n = np.int64(max(len(alive), 1))
+    for b in range(bands):
+        for s in range(slices):
+            keys, idx = [], []
+            for k, p in enumerate(parts):
+                col = p.band(b)
+                mine = alive[offsets[k]:offsets[k + 1]]
+                if slices > 1:
+                    mine = mine & (_slice_of(col, slices) == s)
+                keys.append(col[mine])
+                idx.append(np.flatnonzero(mine) + offsets[k])
+                del col, mine
+            keys, idx = np.concatenate(keys), np.concatenate(idx)
+            pairs = band_pairs(keys, idx)
+            del keys, idx
+            stats.candidate_pairs += len(pairs)
+            for lo in range(0, len(pairs), PAIRS_PER_CHUNK):
+                chunk = pairs[lo:lo + PAIRS_PER_CHUNK]
+                chunk = chunk[uf.roots(chunk[:, 0]) != uf.roots(chunk[:, 1])]  # not yet in one group
+                codes = chunk[:, 0] * n + chunk[:, 1]
+                slot = _slot_of(codes)
+                fresh = rejected[slot] != codes
+                chunk, codes, slot = chunk[fresh], codes[fresh], slot[fresh]
+                if not len(chunk):
+                    continue
+                stats.verified_pairs += len(chunk)
+                similar = estimated_jaccard(reader.rows(chunk[:, 0]), reader.rows(chunk[:, 1])) >= threshold
+                rejected[slot[~similar]] = codes[~similar]
+                stats.confirmed_pairs += int(similar.sum())
+                for i, j in chunk[similar]:
+                    uf.union(int(i), int(j))
+            del pairs
     dup = np.zeros(len(alive), dtype=bool)
-    involved = np.unique(confirmed)
-    roots = np.array([uf.find(int(i)) for i in involved], dtype=np.int64)
-    dup[involved[roots != involved]] = True
-    return dup, candidates, len(confirmed)
+    for lo in range(0, len(alive), 1 << 20):
+        some = np.arange(lo, min(len(alive), lo + (1 << 20)))
+        dup[some] = uf.roots(some) != some
+    return dup, stats
 
 
 def deduplicate(parts: list[Part], cfg: DedupConfig, source_names: list[str]) -> tuple[list[np.ndarray], DedupStats]:
@@ -186,7 +216,9 @@ def deduplicate(parts: list[Part], cfg: DedupConfig, source_names: list[str]) ->
         keep &= ~dup
     exact_keep = keep.copy()
     if n and cfg.near:
-        dup, stats.candidate_pairs, stats.confirmed_pairs = near_duplicates(parts, keep, cfg.threshold)
+        dup, near = near_duplicates(parts, keep, cfg.threshold)
+        stats.candidate_pairs, stats.verified_pairs, stats.confirmed_pairs = (
+            near.candidate_pairs, near.verified_pairs, near.confirmed_pairs)
         keep &= ~dup
         stats.near_removed = int((exact_keep & ~keep).sum())
     source = np.concatenate([p.source for p in parts]) if n else np.zeros(0, np.uint8)
