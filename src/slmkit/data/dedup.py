@@ -126,9 +126,9 @@ class _SignatureReader:
         return out
 
 
-PAIRS_PER_CHUNK = 16384  # signatures of at most 2 x 16384 documents (16 MB at 128 x uint32) at a time
-DOCS_PER_SLICE = 1 << 17  # a band's keys are paired in key ranges of about this many documents
-REJECTED_SLOTS = 1 << 20  # fixed table (8 MB) of pairs found dissimilar, so that most are checked once
+PAIRS_PER_CHUNK = 8192  # signatures of at most 2 x 8192 documents (8 MB at 128 x uint32) at a time
+DOCS_PER_SLICE = 1 << 16  # a band's keys are paired in key ranges of about this many documents (~8 MB)
+REJECTED_SLOTS = 1 << 18  # fixed table (2 MB) of pairs found dissimilar: spares most repeat checks across bands
 
 
 def _slice_of(keys: np.ndarray, slices: int) -> np.ndarray:
@@ -164,7 +164,7 @@ def near_duplicates(parts: list[Part], alive: np.ndarray, threshold: float) -> t
     slices = max(1, -(-int(alive.sum()) // DOCS_PER_SLICE))
     reader = _SignatureReader(parts)
     uf = _UnionFind(len(alive))
-    rejected = np.full(REJECTED_SLOTS, -1, dtype=np.int64)
+    rejected = np.zeros(REJECTED_SLOTS, dtype=np.int64)  # 0: empty (a pair code i * n + j with i < j is >= 1)
     n = np.int64(max(len(alive), 1))
     for b in range(bands):
         for s in range(slices):
