@@ -54,6 +54,7 @@ def run_prepare(overrides: list[str], workers: int) -> dict:
             "stage_seconds": manifest["input"].get("stage_seconds"),
             "encoder_batches": manifest["input"].get("encoder_batches"),
             "train_tokens": manifest["splits"]["train"]["tokens"], "candidate_pairs": manifest["dedup"]["candidate_pairs"],
+            "verified_pairs": manifest["dedup"].get("verified_pairs", 0),
             "near_removed": manifest["dedup"]["near_removed"], "exact_removed": manifest["dedup"]["exact_removed"]}
 
 
@@ -140,12 +141,13 @@ def main() -> None:
     lines = [f"# slm prepare throughput ({results['date']}, {results['machine']}, {args.workers} workers, "
              f"vocab {args.vocab_size})", "",
              "| case | input MB | docs | wall s | MB/s (wall) | CPU s | MB per CPU-s | cores used | peak RSS MB "
-             "| candidate pairs | exact / near removed |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+             "| dedup s | candidate / verified pairs | exact / near removed |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for name, r in results["cases"].items():
         lines.append(f"| {name} | {r['input_mb']} | {r['docs']:,} | {r['seconds']} | {r['mb_per_s']} | "
                      f"{r['cpu_seconds']} | {r['mb_per_cpu_s']} | {r['cores_used']} | {r['peak_rss_mb']} | "
-                     f"{r['candidate_pairs']:,} | {r['exact_removed']} / {r['near_removed']} |")
+                     f"{(r['stage_seconds'] or {}).get('dedup', '')} | {r['candidate_pairs']:,} / "
+                     f"{r['verified_pairs']:,} | {r['exact_removed']} / {r['near_removed']} |")
     peer, peer_end = results["peer_hf_tokenizers_encode_only"], results["peer_hf_tokenizers_encode_only_end"]
     lines += ["", f"Peer (same run, after the first case / at the end): HF tokenizers `encode_batch` alone on the "
               f"2 MiB TinyStories file with all cores: {peer['mb_per_s']} / {peer_end['mb_per_s']} MB/s "
