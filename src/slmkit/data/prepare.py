@@ -30,7 +30,8 @@ from slmkit.data.cleaning import BatchCleaner, CleanStats
 from slmkit.data.config import DataConfig
 from slmkit.data.dedup import deduplicate
 from slmkit.data.document_parts import SPLITS, build_parts
-from slmkit.data.manifest import FORMAT, MANIFEST, Manifest, read_manifest, write_json_atomic
+from slmkit.data.manifest import FORMAT, MANIFEST, Manifest, read_manifest
+from slmkit.fileio import write_json_atomic
 from slmkit.data.mixing import check_sources, mix_sources
 from slmkit.data.shards import plan_shards, write_shard
 from slmkit.data.tokenizing import has_tokenizer, load_data_tokenizer, token_dtype, train_tokenizer

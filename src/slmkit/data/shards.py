@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from slmkit.data.document_parts import SPLITS, Part
-from slmkit.data.manifest import sha256_file
+from slmkit.fileio import sha256_file
 
 
 @dataclass

@@ -17,7 +17,6 @@ and `module.` (DDP) prefixes are stripped on load.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -33,6 +32,7 @@ from safetensors.torch import save_file
 from slmkit.config import save_config
 from slmkit.errors import CheckpointError
 from slmkit.model.checkpoint import CONFIG_FILE, FORMAT, FORMAT_VERSION, WEIGHTS_FILE, copy_tokenizer_files
+from slmkit.fileio import sha256_file
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.json"
@@ -40,14 +40,6 @@ OPTIMIZER_FILE = "optimizer.pt"
 RNG_FILE = "rng.pt"
 NAME = re.compile(r"^step_(\d{8})$")
 PREFIXES = ("_orig_mod.", "module.")
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def strip_prefixes(state: dict) -> dict:
