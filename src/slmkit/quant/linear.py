@@ -15,6 +15,8 @@ cast back to the input dtype.
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,7 +28,7 @@ def _has_op(name: str) -> bool:
     return hasattr(torch.ops.aten, name)
 
 
-class QuantLinear(nn.Module):
+class QuantLinear(nn.Module, metaclass=ABCMeta):
     method = "?"
 
     def __init__(self, in_features: int, out_features: int, bias: bool):
@@ -38,8 +40,9 @@ class QuantLinear(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, method={self.method}, bias={self.bias is not None}"
 
-    def dequantize(self) -> torch.Tensor:  # [out, in] float32
-        raise NotImplementedError
+    @abstractmethod
+    def dequantize(self) -> torch.Tensor:
+        """The full-precision weight, [out, in] float32 (each format defines it)."""
 
     def _dequant_linear(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.dequantize().to(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
