@@ -1,4 +1,4 @@
-"""The runner's one-token, one-row decode path (`_FastDecode`) against the model's full forward."""
+"""The runner's one-token, one-row decode path (`FastDecode`) against the model's full forward."""
 
 import pytest
 import torch
