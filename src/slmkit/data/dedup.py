@@ -9,19 +9,27 @@ only with the bucket's first member and its predecessor (at most 2 (m - 1) pairs
 so there are at most 2 x documents x bands candidates in all. They are verified as they come (a
 band, a key range of the band and a chunk of pairs at a time) and never collected: pairs already
 in one union-find group are skipped, and a fixed-size table of rejected pairs spares most repeat
-checks. Memory: the union-find (4 B a document), a few small arrays per document (exact hash,
-masks), one key range of one band (about DOCS_PER_SLICE documents) and one chunk of signatures.
+checks. Memory: one key range of one band (about DOCS_PER_SLICE documents), one chunk of
+signatures and one part's arrays at a time. Nothing is kept per document: what was removed is a
+file of flags in the work directory (`doc_flags`), exact duplicates are found in bucket files
+(`exact_dedup`), and the union-find stores only the documents it has joined (`union_find`).
 """
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from slmkit.data.config import DedupConfig
+from slmkit.data.doc_flags import EXACT, KEPT, NEAR, DocFlags
 from slmkit.data.document_parts import Part
+from slmkit.data.exact_dedup import flag_exact_duplicates
+from slmkit.data.heap import trim_heap
 from slmkit.data.minhash import estimated_jaccard
+from slmkit.data.union_find import SparseUnionFind
 
 @dataclass
 class DedupStats:
@@ -35,40 +43,6 @@ class DedupStats:
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
-
-
-class _UnionFind:
-    """Parents as int32 (4 bytes a document); the smaller index (earlier document) is the root."""
-
-    def __init__(self, n: int):
-        self.parent = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
-
-    def roots(self, x: np.ndarray) -> np.ndarray:
-        """Roots of the documents `x` (vectorised pointer jumping; their paths are compressed)."""
-        parent = self.parent
-        r = parent[x]
-        while True:
-            up = parent[r]
-            if (up == r).all():
-                break
-            r = up
-        parent[x] = r
-        return r.astype(np.int64)
-
-    def union(self, i: int, j: int) -> bool:
-        ri, rj = (int(r) for r in self.roots(np.array([i, j])))
-        if ri == rj:
-            return False
-        self.parent[max(ri, rj)] = min(ri, rj)
-        return True
-
-
-def exact_duplicates(exact: np.ndarray) -> np.ndarray:
-    """[docs] bool, True for every copy after the first of the same hash."""
-    _, first = np.unique(exact, return_index=True)
-    dup = np.ones(len(exact), dtype=bool)
-    dup[first] = False
-    return dup
 
 
 def _distinct(values: np.ndarray) -> np.ndarray:
@@ -148,8 +122,8 @@ class NearStats:
     confirmed_pairs: int = 0  # comparisons at or above the threshold
 
 
-def near_duplicates(parts: list[Part], alive: np.ndarray, threshold: float) -> tuple[np.ndarray, NearStats]:
-    """[docs] bool, True for documents with an earlier near duplicate; and pair counts.
+def near_duplicates(parts: list[Part], flags: DocFlags, threshold: float) -> NearStats:
+    """Flag NEAR every document (not already flagged) with an earlier near duplicate; pair counts.
 
     Band by band, and within a band key range by key range (hashed keys, so ranges of about
     DOCS_PER_SLICE documents each; one bucket is never split), the documents sharing a key are
@@ -157,23 +131,24 @@ def near_duplicates(parts: list[Part], alive: np.ndarray, threshold: float) -> t
     at once, a chunk at a time: pairs whose documents are already in one group are skipped, the
     others compared on their signatures, and similar ones joined by union-find. Nothing is kept
     per pair between chunks except a fixed-size table of recently rejected pairs (which only
-    saves work), so memory is the union-find (4 B a document), one key range and one chunk."""
+    saves work), and nothing per document in memory: which documents take part is read from
+    `flags` a part at a time, and the union-find holds only the documents joined so far."""
     stats = NearStats()
     bands = int(parts[0].meta["bands"]) if parts else 0
-    offsets = np.cumsum([0] + [p.docs for p in parts])
-    slices = max(1, -(-int(alive.sum()) // DOCS_PER_SLICE))
+    offsets = flags.offsets
+    slices = max(1, -(-(flags.docs - flags.count(EXACT)) // DOCS_PER_SLICE))
     reader = _SignatureReader(parts)
-    uf = _UnionFind(len(alive))
+    uf = SparseUnionFind(flags.docs)
     rejected = np.zeros(REJECTED_SLOTS, dtype=np.int64)  # 0: empty (a pair code i * n + j with i < j is >= 1)
-    n = np.int64(max(len(alive), 1))
+    n = np.int64(max(flags.docs, 1))
     for b in range(bands):
         for s in range(slices):
             keys, idx = [], []
             for k, p in enumerate(parts):
                 col = p.band(b)
-                mine = alive[offsets[k]:offsets[k + 1]]
+                mine = flags.part(k) == KEPT
                 if slices > 1:
-                    mine = mine & (_slice_of(col, slices) == s)
+                    mine &= _slice_of(col, slices) == s
                 keys.append(col[mine])
                 idx.append(np.flatnonzero(mine) + offsets[k])
                 del col, mine
@@ -197,35 +172,42 @@ def near_duplicates(parts: list[Part], alive: np.ndarray, threshold: float) -> t
                 for i, j in chunk[similar]:
                     uf.union(int(i), int(j))
             del pairs
-    dup = np.zeros(len(alive), dtype=bool)
-    for lo in range(0, len(alive), 1 << 20):
-        some = np.arange(lo, min(len(alive), lo + (1 << 20)))
-        dup[some] = uf.roots(some) != some
-    return dup, stats
+        trim_heap()  # what one band freed goes back to the system
+    # a document joined to an earlier one has an earlier near duplicate (exact copies never
+    # took part, so none of them is among the joined)
+    flags.mark(uf.joined(), NEAR)
+    return stats
 
 
-def deduplicate(parts: list[Part], cfg: DedupConfig, source_names: list[str]) -> tuple[list[np.ndarray], DedupStats]:
-    """Per part, a [docs] bool mask of documents to keep, and what was removed."""
-    sizes = [p.docs for p in parts]
-    n = sum(sizes)
-    stats = DedupStats(docs_in=n)
-    keep = np.ones(n, dtype=bool)
-    if n and cfg.exact:
-        dup = exact_duplicates(np.concatenate([p.exact for p in parts]))
-        stats.exact_removed = int(dup.sum())
-        keep &= ~dup
-    exact_keep = keep.copy()
-    if n and cfg.near:
-        dup, near = near_duplicates(parts, keep, cfg.threshold)
+@dataclass
+class Removal:
+    """Dedup's decision for every document, on disk; `keep(k)` reads part k's mask."""
+
+    flags: DocFlags
+
+    def keep(self, k: int) -> np.ndarray:
+        return self.flags.keep(k)
+
+
+def deduplicate(parts: list[Part], cfg: DedupConfig, source_names: list[str],
+                work: Path) -> tuple[Removal, DedupStats]:
+    """Which documents to keep (flags in `work`, rebuilt from scratch), and what was removed."""
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    flags = DocFlags(work / "flags.bin", [p.docs for p in parts])
+    stats = DedupStats(docs_in=flags.docs)
+    if flags.docs and cfg.exact:
+        stats.exact_removed = flag_exact_duplicates(parts, flags, work)
+    if flags.docs and cfg.near:
+        near = near_duplicates(parts, flags, cfg.threshold)
         stats.candidate_pairs, stats.verified_pairs, stats.confirmed_pairs = (
             near.candidate_pairs, near.verified_pairs, near.confirmed_pairs)
-        keep &= ~dup
-        stats.near_removed = int((exact_keep & ~keep).sum())
-    source = np.concatenate([p.source for p in parts]) if n else np.zeros(0, np.uint8)
-    for s, name in enumerate(source_names):
-        mine = source == s
-        stats.removed_by_source[name] = {
-            "exact": int((mine & ~exact_keep).sum()),
-            "near": int((mine & exact_keep & ~keep).sum()),
-        }
-    return np.split(keep, np.cumsum(sizes)[:-1]), stats
+        stats.near_removed = flags.count(NEAR)
+    stats.removed_by_source = {name: {"exact": 0, "near": 0} for name in source_names}
+    for k, p in enumerate(parts):  # a part at a time
+        part_flags, source = flags.part(k), p.column("source")
+        for s, name in enumerate(source_names):
+            mine = part_flags[source == s]
+            stats.removed_by_source[name]["exact"] += int((mine == EXACT).sum())
+            stats.removed_by_source[name]["near"] += int((mine == NEAR).sum())
+    return Removal(flags), stats

@@ -13,7 +13,8 @@ which ones reach the shards (stage 3), so tokenizing, the expensive step, runs o
 Files of a part: tokens.bin (the token dtype), signatures.bin ([docs, num_perm] uint32),
 bands.bin ([bands, docs] uint64: one band is one contiguous read), and small per-document arrays
 (.npy). Stages 2 and 3 read them with plain file reads, or map one part's file at a time, so the
-pages they touch do not add up in the process's memory.
+pages they touch do not add up in the process's memory; a `Part` holds only its path and meta,
+so nothing in the main process grows with the number of documents.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import numpy as np
 
 from slmkit.data.cleaning import BatchCleaner, CleanStats
 from slmkit.data.config import DataConfig
+from slmkit.data.heap import trim_heap
 from slmkit.data.minhash import MinHasher
 from slmkit.data.mixing import document_hash, split_of
 from slmkit.data.tokenizing import BatchEncoder, load_data_tokenizer, token_dtype
@@ -39,7 +41,6 @@ from slmkit.data.tokenizing import BatchEncoder, load_data_tokenizer, token_dtyp
 SPLITS = ("train", "val")
 BATCHES_PER_PART = 64
 _SMALL = ("doc_tokens", "doc_bytes", "source", "split", "exact")  # per-document arrays kept as .npy
-_IN_MEMORY = ("doc_tokens", "source", "split", "exact")  # what stages 2-3 hold: 18 bytes a document
 
 
 def utf8_len(text: str) -> int:
@@ -48,23 +49,28 @@ def utf8_len(text: str) -> int:
 
 @dataclass
 class Part:
-    """One finished part: its small per-document arrays in memory, the rest read from files on demand."""
+    """One finished part: its meta in memory; its per-document arrays are read from disk when asked
+    for (one part at a time), never kept, so holding every Part costs memory per part, not per document.
+    Per-document arrays (`column`): doc_tokens [docs] int64 (tokens including the trailing
+    end-of-text), doc_bytes int64, source uint8 (index into the config's sources), split uint8
+    (index into SPLITS), exact uint64 (hash of the normalised text)."""
 
     path: Path
-    doc_tokens: np.ndarray  # [docs] int64, tokens including the trailing end-of-text
-    source: np.ndarray  # [docs] uint8, index into the config's sources
-    split: np.ndarray  # [docs] uint8, index into SPLITS
-    exact: np.ndarray  # [docs] uint64, hash of the normalised text
     meta: dict
 
     @classmethod
     def load(cls, path: Path) -> "Part":
-        arrays = {k: np.load(path / f"{k}.npy") for k in _IN_MEMORY}
-        return cls(path=path, meta=json.loads((path / "part.json").read_text()), **arrays)
+        return cls(path=path, meta=json.loads((path / "part.json").read_text()))
 
     @property
     def docs(self) -> int:
-        return len(self.exact)
+        return int(self.meta["docs"])
+
+    def column(self, name: str) -> np.ndarray:
+        """[docs] per-document array `name` (one of _SMALL), read from the part's .npy file."""
+        if name not in _SMALL:
+            raise KeyError(name)
+        return np.load(self.path / f"{name}.npy")
 
     def read_tokens(self, dtype: np.dtype, start: int, stop: int) -> np.ndarray:
         """Tokens [start, stop) of the part's token stream."""
@@ -231,6 +237,7 @@ def build_parts(cfg: DataConfig, work_dir: Path, tokenizer, workers: int, progre
         if batch_index % BATCHES_PER_PART == BATCHES_PER_PART - 1:
             writer[0].close()
             writer[0] = None
+            trim_heap()  # else glibc's held free memory grows with the corpus
 
     stream = docs if docs is not None else mix_sources(cfg.sources, cfg.mix)
     try:

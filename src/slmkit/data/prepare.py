@@ -23,6 +23,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from slmkit.config import save_config, to_dict
@@ -71,14 +72,23 @@ def _ensure_tokenizer(cfg: DataConfig) -> None:
     train_tokenizer(cfg.tokenizer, cleaned())
 
 
-def _source_report(cfg: DataConfig, parts, keep, dedup) -> dict:
+def _kept_counts(parts, removal, column: str, values: int) -> list[int]:
+    """Documents kept per value of a per-document column (source or split), a part at a time."""
+    counts = np.zeros(values, dtype=np.int64)
+    for k, p in enumerate(parts):
+        counts += np.bincount(p.column(column)[removal.keep(k)], minlength=values)[:values]
+    return counts.tolist()
+
+
+def _source_report(cfg: DataConfig, parts, removal, dedup) -> dict:
     report = {}
+    kept_by_source = _kept_counts(parts, removal, "source", len(cfg.sources))
     for s, (name, src) in enumerate(cfg.sources.items()):
         clean = CleanStats()
         for p in parts:
             if name in p.meta["clean"]:
                 clean.add(CleanStats(**p.meta["clean"][name]))
-        kept = sum(int((k & (p.source == s)).sum()) for p, k in zip(parts, keep))
+        kept = kept_by_source[s]
         report[name] = {
             "kind": src.kind, "weight": src.weight, "docs_read": clean.docs_in, "chars_read": clean.chars_in,
             "cleaning": clean.as_dict(), "dedup_removed": dedup.removed_by_source.get(name, {}), "docs_kept": kept,
@@ -126,9 +136,9 @@ def prepare(cfg: DataConfig, log=print) -> Manifest:
     raw_bytes = sum(p.meta["raw_bytes"] for p in parts)
     if raw_docs == 0:
         raise DataError("the sources gave no documents: check the paths, globs and limits in the config")
-    keep, dedup = deduplicate(parts, cfg.dedup, list(cfg.sources))
+    removal, dedup = deduplicate(parts, cfg.dedup, list(cfg.sources), work / "dedup")
     stages["dedup"] = time.perf_counter() - started - sum(stages.values())
-    kept_train = sum(int((k & (p.split == 0)).sum()) for p, k in zip(parts, keep))
+    kept_train = _kept_counts(parts, removal, "split", len(SPLITS))[SPLITS.index("train")]
     if kept_train == 0:
         raise DataError(
             f"no training documents left from {raw_docs} read: cleaning or dedup removed them all "
@@ -137,12 +147,12 @@ def prepare(cfg: DataConfig, log=print) -> Manifest:
 
     shard_tokens = max(1, int(cfg.shard_mb * SHARD_TOKENS_PER_MB))
     splits = {}
-    plans = {split: plan_shards(parts, keep, split, shard_tokens) for split in SPLITS}
+    plans = {split: plan_shards(parts, removal, split, shard_tokens) for split in SPLITS}
     with tqdm(total=sum(map(len, plans.values())), desc="shards", disable=not cfg.progress) as bar:
         for split, split_plans in plans.items():
             entries = []
             for plan in split_plans:
-                entries.append(write_shard(plan, parts, out, dtype))
+                entries.append(write_shard(plan, parts, removal, out, dtype))
                 bar.update(1)
             splits[split] = {
                 "tokens": sum(e["tokens"] for e in entries), "docs": sum(e["docs"] for e in entries), "shards": entries,
@@ -163,7 +173,7 @@ def prepare(cfg: DataConfig, log=print) -> Manifest:
                   "mb_per_s": round(raw_bytes / 1e6 / max(elapsed, 1e-9), 3),
                   "stage_seconds": {k: round(v, 2) for k, v in stages.items()},
                   "encoder_batches": _encoder_use(parts)},
-        "sources": _source_report(cfg, parts, keep, dedup),
+        "sources": _source_report(cfg, parts, removal, dedup),
         "dedup": dedup.as_dict(),
     }
     write_json_atomic(out / MANIFEST, manifest)
