@@ -1,15 +1,17 @@
 """`slm prepare` throughput (MB/s of input text) and peak memory, on real TinyStories and a synthetic corpus.
 
-    .venv/bin/python benchmarks/bench_prepare.py                    # synthetic 20, 100 and 200 MB
-    .venv/bin/python benchmarks/bench_prepare.py --synthetic-mb 20  # quicker: 2, 10 and 20 MB
+    .venv/bin/python benchmarks/bench_prepare.py                    # synthetic 20, 100, 200 and 400 MB
+    .venv/bin/python benchmarks/bench_prepare.py --synthetic-mb 20  # quicker: 2, 10, 20 and 40 MB
+    .venv/bin/python benchmarks/bench_prepare.py --fractions 0.1,1  # only 20 and 200 MB
 
 Each case runs `slm prepare` in a fresh process; its peak RSS is the largest of that process and
 its workers, and its CPU time the sum over them (os.wait4 on that process). On a shared machine
 the wall-clock MB/s depends on what else runs, so each case also reports MB per CPU-second and
-the cores it got (CPU seconds / wall seconds). Memory flatness: the synthetic corpus at 1/10,
-1/2 and full size. Peer, in the same run: Hugging Face `tokenizers` encoding the 2 MiB TinyStories
-file with all cores (tokenizing only, no cleaning or dedup): prepare's wall time / the peer's is
-comparable between runs on a loaded machine.
+the cores it got (CPU seconds / wall seconds), and the load average is recorded before and after.
+Memory flatness: the synthetic corpus at 1/10, 1/2, full and double size (--fractions). Peer, in
+the same run: Hugging Face `tokenizers` encoding the 2 MiB TinyStories file with all cores
+(tokenizing only, no cleaning or dedup): prepare's wall time / the peer's is comparable between
+runs on a loaded machine.
 Writes benchmarks/results/prepare.md and prepare.json.
 """
 
@@ -94,6 +96,7 @@ def main() -> None:
         return helper(sys.argv[1:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--synthetic-mb", type=float, default=200.0)
+    parser.add_argument("--fractions", default="0.1,0.5,1,2", help="synthetic cases, as fractions of --synthetic-mb")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--vocab-size", type=int, default=4096)
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "results"))
@@ -102,6 +105,7 @@ def main() -> None:
             (SHARED / "tinystories_validation_head_hf.txt", "blank_line"),
             (SHARED / "tinystories_train_head_lowercased.txt", "line")]
     start = time.perf_counter()
+    load_before = os.getloadavg()
     peer = None
     results: dict = {"cases": {}}
     with tempfile.TemporaryDirectory(prefix="bench-prepare-") as tmp:
@@ -117,7 +121,7 @@ def main() -> None:
         cases["tinystories:all three pieces, one run"] = base + [
             "sources={" + ", ".join(f"s{k}: {{kind: files, paths: [{path}], delimiter: '{delim}'}}"
                                     for k, (path, delim) in enumerate(real)) + "}", f"out_dir={tmp}/real-all"]
-        for fraction in (0.1, 0.5, 1.0):
+        for fraction in map(float, args.fractions.split(",")):
             mb = args.synthetic_mb * fraction
             cases[f"synthetic:{mb:g}MB"] = base + [
                 f"sources={{text: {{kind: synthetic, limit: {int(mb * 1e6 / STORY_BYTES)}}}}}", f"out_dir={tmp}/syn{mb:g}"]
@@ -131,6 +135,7 @@ def main() -> None:
         results["peer_hf_tokenizers_encode_only"] = peer
         results["peer_hf_tokenizers_encode_only_end"] = in_subprocess("--peer", str(tok_dir), str(real[0][0]))
     results["total_seconds"] = round(time.perf_counter() - start, 1)
+    results["load_average_before_after"] = [round(x, 2) for x in (*load_before, *os.getloadavg())]
     results.update(
         date=dt.date.today().isoformat(), machine=f"{platform.node()} {platform.machine()} {os.cpu_count()} cores",
         python=platform.python_version(), workers=args.workers, vocab_size=args.vocab_size,
@@ -154,7 +159,9 @@ def main() -> None:
               "(tokenizing only; prepare also cleans, hashes, dedups and writes shards).",
               "Peak RSS is the largest single process (the main process or one worker). MB per CPU-s counts every "
               "process of the run (main + workers), start-up included; on 2 free cores the wall MB/s would be at "
-              "most twice it."]
+              "most twice it.",
+              f"Load average (1/5/15 min) before: {results['load_average_before_after'][:3]}, after: "
+              f"{results['load_average_before_after'][3:]} (prepare itself uses about 2 cores)."]
     (out / "prepare.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

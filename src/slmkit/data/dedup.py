@@ -166,7 +166,9 @@ def near_duplicates(parts: list[Part], flags: DocFlags, threshold: float) -> Nea
                 if not len(chunk):
                     continue
                 stats.verified_pairs += len(chunk)
-                similar = estimated_jaccard(reader.rows(chunk[:, 0]), reader.rows(chunk[:, 1])) >= threshold
+                sig = reader.rows(chunk.ravel()).reshape(len(chunk), 2, -1)  # one read of each part for both sides
+                similar = estimated_jaccard(sig[:, 0], sig[:, 1]) >= threshold
+                del sig
                 rejected[slot[~similar]] = codes[~similar]
                 stats.confirmed_pairs += int(similar.sum())
                 for i, j in chunk[similar]:
