@@ -48,6 +48,24 @@ def test_cli_prepare_and_stats(tmp_path, small_tokenizer_dir, capsys):
     assert "train:" in text and "documents" in text and "top tokens" in text and "' the'" in text
 
 
+def test_allocator_setting_only_when_slm_prepare_owns_the_process(tmp_path, small_tokenizer_dir, monkeypatch):
+    """The mmap-threshold setting is process-wide and slows torch: never from Python callers (the demo
+    and `slm train` prepare in-process), only for `slm prepare` run as a command."""
+    import sys
+
+    from slmkit.data import heap
+
+    calls = []
+    monkeypatch.setattr(heap, "large_arrays_from_mmap", lambda: calls.append(1))  # never touch this process
+    argv = ["prepare", "configs/synthetic.yaml", "sources.stories.limit=30", "tokenizer.path=" + str(small_tokenizer_dir),
+            "workers=1"]
+    assert main(argv + [f"out_dir={tmp_path / 'a'}", "--no-progress"]) == 0
+    assert calls == []
+    monkeypatch.setattr(sys, "argv", ["slm", *argv, f"out_dir={tmp_path / 'b'}", "--no-progress"])
+    assert main() == 0
+    assert calls == [1]
+
+
 @pytest.mark.parametrize("override, message", [
     ("sources.stories.limt=5", "unknown config key 'sources.stories.limit'".replace("limit'", "limt'")),
     ("sources.stories.limit=0", "no documents"),

@@ -45,9 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    own_process = argv is None  # run as `slm ...` / `python -m slmkit`, not called from Python code
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.own_process = own_process
     if not getattr(args, "func", None):
         # A verb group called without its sub-verb prints that group's help.
         (getattr(args, "group_parser", None) or parser).print_help()

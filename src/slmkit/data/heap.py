@@ -37,7 +37,11 @@ MMAP_THRESHOLD = 1 << 20
 def large_arrays_from_mmap() -> None:
     """Serve every allocation of 1 MB or more (numpy's big temporaries) by its own mmap, returned
     to the system when freed. glibc otherwise raises this threshold after the first such free
-    (up to 32 MB) and carves later big arrays out of the heap, where freed ones linger."""
+    (up to 32 MB) and carves later big arrays out of the heap, where freed ones linger.
+
+    Process-wide and permanent: torch's activations are big arrays too, and a training step in a
+    process set this way ran ~1.7x slower (page faults on every fresh mmap). Only `slm prepare` run
+    as its own process calls it (cli/prepare_cmd.py); `prepare()` called from Python never does."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)

@@ -31,7 +31,6 @@ from slmkit.data.cleaning import BatchCleaner, CleanStats
 from slmkit.data.config import DataConfig
 from slmkit.data.dedup import deduplicate
 from slmkit.data.document_parts import SPLITS, build_parts
-from slmkit.data.heap import large_arrays_from_mmap
 from slmkit.data.manifest import FORMAT, MANIFEST, Manifest, read_manifest
 from slmkit.fileio import write_json_atomic
 from slmkit.data.mixing import check_sources, mix_sources
@@ -110,7 +109,6 @@ def prepare(cfg: DataConfig, log=print) -> Manifest:
     """Run the whole pipeline; returns the manifest of the finished shard directory."""
     out = Path(cfg.out_dir)
     started = time.perf_counter()
-    large_arrays_from_mmap()  # big temporaries go back to the system when freed
     check_sources(cfg.sources, cfg.mix)
     _ensure_tokenizer(cfg)
     tok = load_data_tokenizer(cfg.tokenizer.path)
