@@ -118,6 +118,19 @@ def compute_floor(model: Decoder, batch: int, seq: int, dtype: torch.dtype):
     return step
 
 
+def reached_floor(rows: list[dict]) -> str:
+    """Each contender's best tok/s as a share of the floor's, per precision."""
+    parts = []
+    for precision in ("fp32", "bf16"):
+        mine = [r for r in rows if f", {precision}, " in r["task"]]
+        floor = next((r for r in mine if "floor" in r["task"]), None)
+        if floor:
+            parts += [f"{precision} {r['task'].split('slmkit ')[1]} {r['tok/s (best)'] / floor['tok/s (best)']:.0%}"
+                      for r in mine if r is not floor]
+            parts.append(f"{precision} HF {floor['HF tok/s (best)'] / floor['tok/s (best)']:.0%}")
+    return ", ".join(parts)
+
+
 def alternate(fns: dict, repeats: int) -> dict[str, list[float]]:
     """Seconds per call of each function, alternating A, B, A, B ... `repeats` times."""
     times: dict[str, list[float]] = {name: [] for name in fns}
@@ -208,6 +221,7 @@ def main() -> None:
         "the compute floor row runs only the step's GEMMs (forward, input and weight gradients of every Linear) "
         "and each layer's SDPA forward+backward with the same torch kernels both models use; no same-FLOP "
         f"implementation can beat it, so HF time / floor time bounds any speedup over HF: {floor_note}",
+        "share of the floor reached (best timings): " + reached_floor(rows),
     ]
     write_results("train", "Training throughput: slmkit Trainer vs HF transformers Qwen3ForCausalLM", rows, notes)
 
