@@ -187,12 +187,7 @@ class FastDecode:
             v_slot[i].copy_(self.v)
             scores = torch.bmm(self.q3, k_all[i])  # [Hkv, group, n]
             torch.bmm(torch.softmax(scores, -1), v_all[i], out=att)
-            if type(wo) is torch.Tensor:
-                x.addmm_(att2, wo)
-                if bo is not None:
-                    x.add_(bo)
-            else:
-                x.add_(wo(att2))
+            _add_projection_(x, att2, wo, bo)
             self._norm(w2, eps2, h)
             gu, gate, up, a = mlp
             if type(gu_w) is tuple:
@@ -206,12 +201,7 @@ class FastDecode:
                 torch.addmm(gu_b, h, gu_w, out=gu)
             F.silu(gate, inplace=True)
             torch.mul(gate, up, out=a)
-            if type(wd) is torch.Tensor:
-                x.addmm_(a, wd)
-                if bd is not None:
-                    x.add_(bd)
-            else:
-                x.add_(wd(a))
+            _add_projection_(x, a, wd, bd)
         cache.lengths[row] = n
         self._norm(self.final_w, self.final_eps, h)
         if type(self.head) is torch.Tensor:
@@ -294,3 +284,13 @@ def _residual(x: torch.Tensor, a: torch.Tensor, w, b) -> torch.Tensor:
         x = torch.addmm(x, a, w)
         return x if b is None else x.add_(b)
     return x + w(a)
+
+
+def _add_projection_(x: torch.Tensor, a: torch.Tensor, w, b) -> None:
+    """x += a @ w (+ b) in place, or x += module(a): the residual add fused into the projection."""
+    if type(w) is torch.Tensor:
+        x.addmm_(a, w)
+        if b is not None:
+            x.add_(b)
+    else:
+        x.add_(w(a))
