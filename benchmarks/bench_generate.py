@@ -187,7 +187,7 @@ def trained(name, config, train_ids, tok_dir, seconds, lr):
 
     The cache key covers the config, the budget, the learning rate and the tokenizer; meta.json keeps
     the steps and final training loss reached (they depend on the machine's load at training time)."""
-    from slmkit.model import load_model
+    from slmkit.loading import load_model
 
     spec = dict(config=config.to_dict(), seconds=seconds, lr=lr, batch=8, seq=128, schedule="warmup20-cosine",
                 threads=TRAIN_THREADS,
@@ -266,7 +266,7 @@ def main():
         del hf_big
 
     # ---- quantization on a trained >= 40M model, through saved-and-reloaded quantized checkpoints
-    from slmkit.model import load_model
+    from slmkit.loading import load_model
 
     tok, tok_dir, train_ids, valid_ids = tokenizer_and_data()
     (target, target_meta, target_dir), (draft, draft_meta, _) = trained_pair(train_ids, tok, tok_dir)

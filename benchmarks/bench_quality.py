@@ -63,7 +63,8 @@ def main() -> None:
     args = parser.parse_args()
     from slmkit.data.config import SourceConfig
     from slmkit.data.prepare import prepare
-    from slmkit.model import count_parameters, load_model
+    from slmkit.loading import load_model
+    from slmkit.model import count_parameters
     from slmkit.tokenizer import load_tokenizer, train_bpe
     from slmkit.train import load_run_config, train
     from slmkit.train.evaluation import sample

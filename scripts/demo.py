@@ -140,7 +140,7 @@ def train_model(overrides: list[str]) -> dict:
 def stories(run_dir: Path) -> list[str]:
     import torch
 
-    from slmkit.model import load_model
+    from slmkit.loading import load_model
     from slmkit.tokenizer import load_tokenizer
     from slmkit.train.evaluation import sample
 

@@ -9,7 +9,8 @@ from safetensors.torch import load_file, save_file
 
 from slmkit.errors import CheckpointError
 from slmkit.interop import export_hf
-from slmkit.model import Decoder, ModelConfig, load_model, read_model_config
+from slmkit.loading import load_model, read_model_config
+from slmkit.model import Decoder, ModelConfig
 from tests.conftest import shared_path
 
 

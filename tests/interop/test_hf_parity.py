@@ -10,7 +10,7 @@ import torch
 import transformers
 
 from slmkit.interop import export_hf
-from slmkit.model import load_model
+from slmkit.loading import load_model
 
 VOCAB = 96
 

@@ -8,7 +8,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from slmkit.errors import CheckpointError
-from slmkit.model import Decoder, load_model
+from slmkit.loading import load_model
+from slmkit.model import Decoder
 
 from .tiny import FAMILY_CONFIGS, tiny_config
 

@@ -9,7 +9,8 @@ from torch import nn
 
 from slmkit.errors import CheckpointError
 from slmkit.infer import Generator
-from slmkit.model import Decoder, ModelConfig, load_model
+from slmkit.loading import load_model
+from slmkit.model import Decoder, ModelConfig
 from slmkit.quant import (
     NF4_CODE, Int4Linear, Int8Linear, NF4Linear, dequantize_int4, dequantize_int8, dequantize_nf4,
     nf4_code_from_quantiles, quantize_int4, quantize_int8, quantize_model, quantize_nf4, save_quantized,

@@ -94,7 +94,7 @@ def test_serves_a_quantized_checkpoint(tiny_run, tmp_path):
     """An int8 checkpoint written by slmkit.quant loads through the same path and serves, matching the
     engine run in-process on the same checkpoint."""
     from slmkit.infer import Generator
-    from slmkit.model import load_model
+    from slmkit.loading import load_model
     from slmkit.quant import quantize_model, save_quantized
 
     model, _ = load_model(tiny_run)

@@ -57,7 +57,7 @@ def test_run_directory_contents(data_dir, tmp_path, capsys):
     assert evals[-1]["val_ppl"] == pytest.approx(math.exp(evals[-1]["val_loss"]))
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert (run / "curves.png").stat().st_size > 1000
-    from slmkit.model import load_model
+    from slmkit.loading import load_model
 
     model, model_info = load_model(run)
     assert model_info.tokenizer_path is not None and model.config.n_layers == 2

@@ -33,7 +33,7 @@ def run(args) -> int:
     import torch
 
     from slmkit.interop.hf_export import export_hf
-    from slmkit.model.loading import load_model
+    from slmkit.loading import load_model
 
     model, info = load_model(args.model)
     out = export_hf(model, args.out, tokenizer_dir=info.path, dtype=getattr(torch, args.dtype),

@@ -91,7 +91,7 @@ def _resolve(args):
     from slmkit.model.presets import preset
 
     if Path(args.name).is_dir():
-        from slmkit.model.loading import read_model_config
+        from slmkit.loading import read_model_config
 
         config = read_model_config(args.name)
         if args.vocab_size:

@@ -36,7 +36,7 @@ def run(args) -> int:
 
     from slmkit.errors import SlmError
     from slmkit.infer import load_for_inference
-    from slmkit.model.loading import load_model
+    from slmkit.loading import load_model
     from slmkit.quant import quantize_model, quantized_nbytes, save_quantized
     from slmkit.quant.evaluate import decode_speed, perplexity
 

@@ -37,7 +37,7 @@ def make_params(params: SamplingParams | None = None, **kwargs) -> SamplingParam
 
 def load_for_inference(path: str | os.PathLike, device=None, dtype: torch.dtype | None = None):
     """(model, tokenizer or None, eos ids) from a run directory, an HF directory or a quantized checkpoint."""
-    from slmkit.model.loading import load_model
+    from slmkit.loading import load_model
 
     model, info = load_model(path, device=device, dtype=dtype)
     tokenizer = None

@@ -1,8 +1,8 @@
 """The from-scratch decoder for the GPT-2, Llama, Qwen3 and Qwen3-MoE families.
 
-    from slmkit.model import Decoder, ModelConfig, preset, load_model
+    from slmkit.model import Decoder, ModelConfig, preset
     model = Decoder(preset("tiny", vocab_size=4096))
-    model, info = load_model("runs/demo")          # ours, or a Hugging Face model directory
+    # loading any model directory (ours, Hugging Face, quantized): slmkit.loading.load_model
 """
 
 from slmkit.model.checkpoint import save_pretrained
@@ -15,11 +15,10 @@ from slmkit.model.counting import (
 )
 from slmkit.model.decoder import Decoder, DecoderOutput
 from slmkit.model.kv_cache import KVCache
-from slmkit.model.loading import ModelInfo, load_model, read_model_config
 from slmkit.model.presets import PRESETS, preset, preset_names
 
 __all__ = [
-    "Decoder", "DecoderOutput", "KVCache", "ModelConfig", "ModelInfo", "PRESETS", "count_parameters",
-    "flops_per_token", "kv_cache_bytes_per_token", "load_model", "preset", "preset_names", "read_model_config",
+    "Decoder", "DecoderOutput", "KVCache", "ModelConfig", "PRESETS", "count_parameters",
+    "flops_per_token", "kv_cache_bytes_per_token", "preset", "preset_names",
     "save_pretrained", "training_memory_estimate",
 ]

@@ -1,5 +1,7 @@
 """`load_model(path)`: the one loader every verb uses, for our checkpoints and Hugging Face directories.
 
+It lives above model/, quant/ and interop/ (it imports all three), so none of them imports another upwards.
+
 A directory is ours when its config.json says "format": "slmkit" (or "slmkit-quantized": slmkit.quant's
 int8/int4/NF4 checkpoints, loaded with quantized linear layers); it is a Hugging Face model when its
 config.json names a supported architecture (Llama, Qwen3, Qwen3-MoE, GPT-2).
@@ -15,8 +17,11 @@ from pathlib import Path
 import torch
 
 from slmkit.errors import CheckpointError
-from slmkit.model.checkpoint import CONFIG_FILE, FORMAT, load_pretrained
+from slmkit.interop.hf_config import config_from_hf
+from slmkit.interop.hf_import import import_hf, read_hf_config
+from slmkit.model.checkpoint import CONFIG_FILE, FORMAT, load_pretrained, read_config
 from slmkit.model.config import ModelConfig
+from slmkit.quant.checkpoint import load_quantized, read_quantized_config
 
 
 @dataclass
@@ -66,13 +71,9 @@ def load_model(path: str | os.PathLike, device: torch.device | str | None = None
         model = load_pretrained(path, device=device, dtype=dtype)
         info = ModelInfo(path, "slmkit", model.config)
     elif kind == "quantized":
-        from slmkit.quant.checkpoint import load_quantized
-
         model = load_quantized(path, device=device, dtype=dtype)
         info = ModelInfo(path, "quantized", model.config)
     else:
-        from slmkit.interop.hf_import import import_hf
-
         model, hf, arch = import_hf(path, device=device, dtype=dtype)
         tokens = {k: hf.get(k) for k in ("bos_token_id", "eos_token_id", "pad_token_id") if hf.get(k) is not None}
         info = ModelInfo(path, "hf", model.config, architecture=arch, special_tokens=tokens)
@@ -85,14 +86,7 @@ def read_model_config(path: str | os.PathLike) -> ModelConfig:
     """The ModelConfig of a model directory of either format, without reading weights."""
     kind = detect_format(path)
     if kind == "quantized":
-        from slmkit.quant.checkpoint import read_quantized_config
-
         return read_quantized_config(path)[0]
     if kind == "slmkit":
-        from slmkit.model.checkpoint import read_config
-
         return read_config(path)
-    from slmkit.interop.hf_config import config_from_hf
-    from slmkit.interop.hf_import import read_hf_config
-
     return config_from_hf(read_hf_config(path))
