@@ -1,5 +1,6 @@
 """`slm tokenizer ...` end to end, in a subprocess like a user runs it, and its one-line errors."""
 
+import re
 import subprocess
 import sys
 
@@ -36,6 +37,27 @@ def test_train_then_encode(tmp_path, tinystories_valid):
     from slmkit.tokenizer import load_tokenizer
 
     assert list(map(int, ids)) == load_tokenizer(out).encode("Once upon a time")
+
+
+def test_reported_bytes_per_token_is_the_samples(tmp_path, tinystories_valid):
+    """The figure printed is the sample's bytes/token as the reference library encodes it; near the whole text's."""
+    import tokenizers
+
+    from slmkit.tokenizer.summary import SAMPLE_BYTES, sample_text
+
+    out = tmp_path / "tok"
+    result = slm("tokenizer", "train", "--input", tinystories_valid, "--vocab-size", 600, "--out", out)
+    assert result.returncode == 0, result.stderr
+    shown = re.search(r"compression: ([0-9.]+) bytes/token on a sample of the training text \((\d+) KiB", result.stdout)
+    assert shown, result.stdout
+    assert tinystories_valid.stat().st_size > SAMPLE_BYTES and int(shown.group(2)) <= SAMPLE_BYTES // 1024
+    reference = tokenizers.Tokenizer.from_file(str(out / "tokenizer.json"))
+    sample = sample_text([tinystories_valid])
+    n_tokens = sum(len(reference.encode(p, add_special_tokens=False).ids) for p in sample.pieces)
+    assert shown.group(1) == f"{sample.n_bytes / n_tokens:.2f}"
+    text = tinystories_valid.read_text(encoding="utf-8")
+    whole = len(text.encode("utf-8")) / len(reference.encode(text, add_special_tokens=False).ids)
+    assert abs(float(shown.group(1)) / whole - 1) < 0.02  # the sample stands for the whole text
 
 
 @pytest.mark.parametrize(

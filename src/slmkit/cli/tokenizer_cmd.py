@@ -61,7 +61,7 @@ def register(subparsers) -> None:
 def run_train(args) -> int:
     from slmkit.tokenizer import train_bpe
     from slmkit.tokenizer.config import TokenizerTrainConfig
-    from slmkit.tokenizer.summary import bytes_per_token
+    from slmkit.tokenizer.summary import bytes_per_token, sample_text
 
     from slmkit.config import from_dict
 
@@ -89,10 +89,14 @@ def run_train(args) -> int:
     out = Path(config.out)
     tok.save(out)
     save_config(config, out / "tokenizer_train.yaml")
-    compression = bytes_per_token(tok, config.input)
+    sample = sample_text(config.input)
+    compression = bytes_per_token(tok, sample)
     print(f"trained in {seconds:.1f}s: vocab {tok.vocab_size} ({len(tok.merges)} merges, "
           f"{len(tok.special_tokens)} special tokens), pattern {config.pattern}")
-    print(f"compression: {compression:.2f} bytes/token on the training text")
+    where = "the training text" if sample.whole else (
+        f"a sample of the training text ({sample.n_bytes / 1024:.0f} KiB in {len(sample.pieces)} pieces "
+        "spread over it)")
+    print(f"compression: {compression:.2f} bytes/token on {where}")
     print(f"saved to {out}/ (tokenizer.json, tokenizer_config.json, tokenizer_train.yaml)")
     return 0
 
