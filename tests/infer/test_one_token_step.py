@@ -1,9 +1,16 @@
-"""The runner's one-token, one-row decode path (`FastDecode`) against the model's full forward."""
+"""The one specialised decode step (`OneTokenStep`, one token for each of B cache rows) against
+`Decoder.forward`: the same logits and the same tokens for every model it accepts, with dense, fused,
+quantized and wrapped projections; the models it refuses say why and decode with Decoder.forward."""
 
 import pytest
 import torch
+from torch import nn
 
 from slmkit.infer import Generator, ModelRunner
+from slmkit.infer.one_token_step import refusal
+from slmkit.model import KVCache
+from slmkit.quant import quantize_model
+from slmkit.quant.kernels import DenseKernel, ModuleKernel, OpKernel
 
 from .conftest import random_model
 
@@ -57,10 +64,14 @@ def test_one_token_path_equals_general_path_tokens():
                 == slow.generate(prompt, max_new_tokens=20, temperature=0.8, top_p=0.9, seed=3).token_ids)
 
 
-def test_unsupported_models_use_the_general_path():
-    assert ModelRunner(random_model(norm="layernorm", mlp="gelu", positions="learned", qk_norm=False)).fast is None
-    assert ModelRunner(random_model(n_experts=4, moe_top_k=2, moe_d_ff=16)).fast is None
+def test_refused_models_say_why_and_use_decoder_forward():
+    gpt2 = ModelRunner(random_model(norm="layernorm", mlp="gelu", positions="learned", qk_norm=False))
+    assert gpt2.fast is None and "learned positions" in gpt2.fast_path_refusal
+    moe = ModelRunner(random_model(n_experts=4, moe_top_k=2, moe_d_ff=16))
+    assert moe.fast is None and "MoE" in moe.fast_path_refusal
+    assert "bfloat16" in refusal(random_model().to(torch.bfloat16))
     assert ModelRunner(random_model(), fast=False).fast is None
+    assert ModelRunner(random_model()).fast_path_refusal is None
 
 
 def test_full_cache_row_is_an_error():
@@ -79,7 +90,8 @@ def test_one_token_path_with_quantized_layers(method):
     model = random_model(d_model=64, d_ff=128, head_dim=16)
     quantize_model(model, method, group_size=32)
     runner, general = ModelRunner(model), ModelRunner(model, fast=False)
-    assert runner.fast is not None and type(runner.fast.head) is not torch.Tensor
+    assert runner.fast is not None and not isinstance(runner.fast.head, DenseKernel)
+    assert isinstance(runner.fast.layers[0].qkv, OpKernel)  # q/k/v codes fused into one kernel call
     ids = torch.randint(0, 300, (1, 20), generator=torch.Generator().manual_seed(4))
     a, b = runner.new_cache(1, 32), general.new_cache(1, 32)
     runner.forward(ids[:, :6], a), general.forward(ids[:, :6], b)
@@ -96,8 +108,6 @@ def test_many_rows_one_token_path_matches_full_forward(family):
     model = random_model(**(dict(d_model=64, d_ff=128, head_dim=16) if quant else FAST_FAMILIES[family]))
     _randomize_biases_and_norms(model)
     if quant:
-        from slmkit.quant import quantize_model
-
         quantize_model(model, family, group_size=32)
     runner = ModelRunner(model)
     assert runner.fast is not None
@@ -117,3 +127,63 @@ def test_many_rows_one_token_path_matches_full_forward(family):
             t = s.shape[1] - 8 + step
             torch.testing.assert_close(out[i:i + 1], full[i][t:t + 1], **tol)
     assert cache.lengths == [0, 13, 9, 19]
+
+
+class LowRankWrapped(nn.Module):
+    """A projection wrapped the way LoRA wraps one: base(x) + (x A^T) B^T * scale."""
+
+    def __init__(self, base: nn.Linear, rank: int = 2):
+        super().__init__()
+        self.base, self.in_features, self.out_features = base, base.in_features, base.out_features
+        g = torch.Generator().manual_seed(base.out_features)
+        self.a = nn.Parameter(torch.randn(rank, base.in_features, generator=g) * 0.3)
+        self.b = nn.Parameter(torch.randn(base.out_features, rank, generator=g) * 0.3)
+
+    def forward(self, x):
+        return self.base(x) + (x @ self.a.t()) @ self.b.t() * 0.5
+
+
+@pytest.mark.parametrize("kind", ["wrapped", "nf4"])
+def test_step_admits_projections_it_can_only_call(kind):
+    """Layers without a fused form (a LoRA-style wrapper, NF4) are called as modules: same logits."""
+    model = random_model(d_model=64, d_ff=128, head_dim=16)
+    if kind == "nf4":
+        quantize_model(model, "nf4")
+    else:
+        for block in model.blocks:
+            block.attn.v_proj = LowRankWrapped(block.attn.v_proj)
+            block.mlp.down_proj = LowRankWrapped(block.mlp.down_proj)
+    runner = ModelRunner(model)
+    assert runner.fast is not None
+    assert isinstance(runner.fast.layers[0].qkv, ModuleKernel)
+    if kind == "wrapped":
+        assert isinstance(runner.fast.layers[0].gate_up, DenseKernel)  # the plain layers stay fused
+    ids = torch.randint(0, 300, (2, 12), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        full = model(ids).logits
+    cache = runner.new_cache(2, 16)
+    runner.forward(ids[:, :4], cache)
+    for t in range(4, 12):
+        torch.testing.assert_close(runner.forward(ids[:, t:t + 1], cache), full[:, t], rtol=1e-4, atol=1e-4)
+
+
+def test_step_equals_decoder_forward_with_the_same_cache():
+    """Greedy decoding of 3 rows of different lengths: the step and Decoder.forward(cache=...) pick
+    the same tokens and leave the same keys and values in the cache."""
+    model = random_model()
+    runner = ModelRunner(model)
+    caches = [KVCache.for_model(model, rows=3, max_len=48) for _ in range(2)]
+    prompts = [torch.randint(0, 300, (1, n), generator=torch.Generator().manual_seed(n)) for n in (4, 9, 2)]
+    tokens = []
+    for use_step, cache in zip((True, False), caches):
+        with torch.no_grad():
+            last = torch.stack([model(p, cache=cache, cache_row=r).logits[0, -1] for r, p in enumerate(prompts)])
+            out = []
+            for _ in range(20):
+                ids = last.argmax(-1, keepdim=True)
+                out.append(ids[:, 0].tolist())
+                last = runner.fast.step(ids, cache) if use_step else model(ids, cache=cache).logits[:, -1]
+        tokens.append(out)
+    assert tokens[0] == tokens[1]
+    assert caches[0].lengths == caches[1].lengths == [24, 29, 22]
+    torch.testing.assert_close(caches[0].kv, caches[1].kv, rtol=1e-4, atol=1e-5)

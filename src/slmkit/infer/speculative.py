@@ -7,7 +7,7 @@ norm(max(0, p_i - q_i)), and when all k are accepted a bonus token is drawn from
 then has exactly the target's (processed) distribution. Under greedy decoding p and q are one-hot, so
 the rule reduces to "keep the draft tokens while they equal the target's argmax" and the output is
 identical to the target decoding alone. Rejected tokens are dropped from both caches by lowering the
-row lengths (`SlotCache.set_length`), no copying. Batch size 1.
+row lengths (`KVCache.set_length`), no copying. Batch size 1.
 """
 
 from __future__ import annotations

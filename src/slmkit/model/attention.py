@@ -46,8 +46,8 @@ class CausalSelfAttention(nn.Module):
 
         rope: (cos, sin) [batch or 1, seq, head_dim] or None for models without rotary positions.
         attention_mask: bool [batch, 1, seq, keys] (True = may attend) or None for plain causal.
-        cache/step: write this call's keys/values into `cache` at `step.start` and attend over the
-        whole filled prefix (see kv_cache.py).
+        cache/step: write this call's keys/values into each row's next slots of `cache` and attend over
+        the rows' filled prefixes (see kv_cache.py).
         """
         batch, seq, _ = x.shape
         q = self.q_proj(x).view(batch, seq, self.n_heads, self.head_dim)
@@ -61,7 +61,7 @@ class CausalSelfAttention(nn.Module):
 
         is_causal = attention_mask is None
         if cache is not None:
-            k, v = cache.store(self.layer_index, step.start, k, v)
+            k, v = cache.store(self.layer_index, step, k, v)
             is_causal = step.is_causal
         # Each key/value head serves n_heads // n_kv_heads consecutive query heads. SDPA's enable_gqa
         # broadcasts them inside the kernel (no repeated copies of k and v, and no reduction of their

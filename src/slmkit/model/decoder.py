@@ -76,6 +76,7 @@ class Decoder(nn.Module):
         attention_mask: torch.Tensor | None = None,
         positions: torch.Tensor | None = None,
         cache: KVCache | None = None,
+        cache_row: int = 0,
         loss_chunk_size: int | None = None,
         last_logits_only: bool = False,
     ) -> DecoderOutput:
@@ -85,23 +86,28 @@ class Decoder(nn.Module):
             Padding is never attended to and does not advance positions.
         positions: [batch or 1, seq] explicit positions; by default they count the real tokens before each
             token in its row (plus what `cache` already holds).
-        cache: a `KVCache`; this call's keys/values are appended to it (prefill or decode).
+        cache: a `KVCache`; row b of `ids` is appended to cache row cache_row+b at that row's own length
+            (prefill, several tokens, one token per row for rows of different lengths, speculative
+            verification). Every token is real: `attention_mask` is for padded batches without a cache.
         loss_chunk_size: compute the loss this many positions at a time without keeping full logits;
             `logits` is then None.
         last_logits_only: return logits for the last position only ([batch, 1, vocab]), which is all
             generation needs after a prefill; ignored when targets are given.
         """
-        seq = ids.shape[1]
+        batch, seq = ids.shape
         step = None
         mask = None  # bool [batch, 1, seq, keys] or None for plain causal attention
         if cache is not None:
-            step = cache.prepare(seq, attention_mask)
+            if attention_mask is not None:
+                raise SlmError("attention_mask cannot be combined with a KV cache: prefill rows of different "
+                               "lengths one row at a time (cache_row=...), then decode them together")
+            step = cache.prepare(batch, seq, cache_row)
             mask = step.attention_mask
             positions = step.positions if positions is None else positions
         elif attention_mask is not None and not bool(attention_mask.all()):
             # Padding present: an explicit mask. (An all-ones mask keeps the mask-free causal path.)
             real = attention_mask.to(torch.bool)
-            mask = padded_causal_mask(real, 0)
+            mask = padded_causal_mask(real)
             if positions is None:
                 positions = (real.long().cumsum(-1) - 1).clamp(min=0)
         if positions is None:
@@ -127,7 +133,7 @@ class Decoder(nn.Module):
             if router_logits is not None:
                 all_router_logits.append(router_logits)
         if cache is not None:
-            cache.commit(step, seq)
+            cache.commit(step)
         x = self.final_norm(x)
 
         out = DecoderOutput(logits=None)

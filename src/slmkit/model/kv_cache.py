@@ -1,22 +1,19 @@
-"""A preallocated key/value cache for incremental decoding, batched over prompts of different lengths.
+"""`KVCache`: the preallocated key/value cache that training samples, generation, serving and
+speculative decoding all decode with. One row per sequence, each row with its own length.
 
-Layout and rules (what an inference engine builds on):
+    kv: one tensor [2, n_layers, rows, n_kv_heads, max_len, head_dim], allocated once;
+    keys(layer) = kv[0, layer], values(layer) = kv[1, layer]: [rows, n_kv_heads, max_len, head_dim] views.
+    lengths: Python ints per row, how many slots hold real tokens.
 
-- `keys[layer]`, `values[layer]`: [batch, n_kv_heads, max_len, head_dim], allocated once; each forward
-  writes its new tokens into slots `length .. length+T-1` (no torch.cat per step).
-- Every row shares the slot counter `length`. Prompts of different lengths are LEFT-padded to the same
-  length and passed with `attention_mask` [batch, T] (1 = real token, 0 = padding). Padded slots are
-  remembered in `valid` [batch, max_len] and never attended to.
-- Each row keeps its own position counter `next_position` [batch]: the RoPE / learned position of a
-  token is the number of real tokens before it in its row, so a left-padded prompt gets exactly the
-  positions it would have alone.
+A row's token at position p lives in slot p of that row, so positions are slot indices: a row can be
+refilled with a new request while the others keep decoding (continuous batching), and speculative
+decoding rolls a row back by lowering its length (`set_length`). One tensor for all layers lets the
+one-token decode step cut every layer's valid prefix with a single narrow.
 
-Typical use:
-
-    cache = KVCache.for_model(model, batch_size=len(prompts), max_len=prompt_len + new_tokens)
-    out = model(padded_ids, attention_mask=mask, cache=cache)      # prefill, [B, T] -> logits [B, T, V]
-    next_ids = out.logits[:, -1].argmax(-1, keepdim=True)
-    out = model(next_ids, cache=cache)                              # decode one token per row
+    cache = KVCache.for_model(model, rows=2, max_len=64)
+    model(prompt_a, cache=cache, cache_row=0)                 # prefill row 0: [1, Ta]
+    model(prompt_b, cache=cache, cache_row=1)                 # prefill row 1: [1, Tb]
+    out = model(next_ids, cache=cache)                         # [2, 1]: one token per row, each at its own position
 """
 
 from __future__ import annotations
@@ -30,90 +27,123 @@ from slmkit.errors import SlmError
 
 @dataclass
 class CacheStep:
-    """What one forward call writes: where (slot `start`), at which positions, and who may see what."""
+    """What one forward call writes: `n_new` tokens into each of the rows row0.. row0+len(lengths)-1."""
 
-    start: int  # first slot written by this call
-    positions: torch.Tensor  # [batch, T] position of each new token within its own row
-    attention_mask: torch.Tensor | None  # [batch, 1, T, start+T] bool (True = may attend), or None
-    is_causal: bool  # True when SDPA's own causal mask is exact (empty cache, no padding)
+    row0: int
+    lengths: list[int]  # each row's length before this call (its first new token's position)
+    n_new: int
+    positions: torch.Tensor  # [1 or batch, n_new] position of each new token in its row
+    attention_mask: torch.Tensor | None  # bool [batch, 1, n_new, end] (True = may attend), or None
+    is_causal: bool  # True when SDPA's own causal mask is exact (every row empty before this call)
+
+    @property
+    def uniform(self) -> bool:
+        return min(self.lengths) == max(self.lengths)
+
+    @property
+    def end(self) -> int:
+        """Slots that attention reads this call: the longest row's filled prefix after it."""
+        return max(self.lengths) + self.n_new
 
 
 class KVCache:
-    def __init__(self, n_layers: int, batch_size: int, max_len: int, n_kv_heads: int, head_dim: int,
+    def __init__(self, n_layers: int, rows: int, max_len: int, n_kv_heads: int, head_dim: int,
                  dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"):
-        shape = (batch_size, n_kv_heads, max_len, head_dim)
-        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
-        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
-        self.valid = torch.zeros(batch_size, max_len, dtype=torch.bool, device=device)
-        self.next_position = torch.zeros(batch_size, dtype=torch.long, device=device)
-        self.length = 0
+        self.kv = torch.zeros((2, n_layers, rows, n_kv_heads, max_len, head_dim), dtype=dtype, device=device)
+        self.n_layers = n_layers
+        self.rows = rows
         self.max_len = max_len
-        self.batch_size = batch_size
+        self.lengths = [0] * rows
+        self.device = torch.device(device)
+        self.slots = torch.arange(max_len, device=device)
+        self.step_views: dict = {}  # views of `kv` a decode step derives once per (row0, rows) and reuses
 
     @classmethod
-    def for_model(cls, model, batch_size: int, max_len: int | None = None, dtype: torch.dtype | None = None) -> "KVCache":
-        """A cache shaped for `model` (a `Decoder`); max_len defaults to the model's context."""
+    def for_model(cls, model, rows: int, max_len: int | None = None, dtype: torch.dtype | None = None) -> "KVCache":
+        """A cache shaped for `model` (a Decoder); max_len defaults to (and is capped at) its context."""
         config = model.config
         param = next(model.parameters())
-        return cls(config.n_layers, batch_size, max_len or config.max_seq_len, config.n_kv_heads, config.head_dim,
-                   dtype or param.dtype, param.device)
+        dtype = dtype or (param.dtype if param.is_floating_point() else torch.float32)
+        return cls(config.n_layers, rows, min(max_len or config.max_seq_len, config.max_seq_len),
+                   config.n_kv_heads, config.head_dim, dtype, param.device)
 
-    def prepare(self, n_new: int, attention_mask: torch.Tensor | None = None) -> CacheStep:
-        """Reserve slots for `n_new` tokens per row and work out positions and the attention mask.
+    def keys(self, layer: int) -> torch.Tensor:
+        return self.kv[0, layer]
 
-        attention_mask: [batch, n_new] of 1/0 (or bool) marking real tokens, or None for all real.
-        """
-        start = self.length
-        if start + n_new > self.max_len:
-            raise SlmError(f"KV cache is full: {start} + {n_new} tokens exceed its max_len {self.max_len}; "
-                           "allocate a larger cache or generate fewer tokens")
-        device = self.valid.device
-        if attention_mask is None:
-            real = torch.ones(self.batch_size, n_new, dtype=torch.bool, device=device)
+    def values(self, layer: int) -> torch.Tensor:
+        return self.kv[1, layer]
+
+    def set_length(self, row: int, length: int) -> None:
+        """Declare that `row` holds `length` tokens (rolls back speculative tokens, or frees a row with 0)."""
+        self.lengths[row] = length
+
+    def check_room(self, row: int, n_new: int) -> None:
+        if self.lengths[row] + n_new > self.max_len:
+            raise SlmError(f"KV cache is full: row {row} holds {self.lengths[row]} tokens and {n_new} more exceed "
+                           f"its max_len {self.max_len}; allocate a larger cache or generate fewer tokens")
+
+    def move_row(self, source: int, target: int) -> None:
+        """Copy row `source` into row `target` (keeps running rows packed at the front)."""
+        if source == target:
+            return
+        n = self.lengths[source]
+        self.kv[:, :, target, :, :n] = self.kv[:, :, source, :, :n]
+        self.set_length(target, n)
+
+    def nbytes(self) -> int:
+        return self.kv.numel() * self.kv.element_size()
+
+    # --- what Decoder.forward calls -----------------------------------------------------------------
+    def prepare(self, batch: int, n_new: int, row0: int = 0) -> CacheStep:
+        """Plan a forward of `n_new` tokens for each of rows row0..row0+batch-1: positions and mask."""
+        if row0 < 0 or row0 + batch > self.rows:
+            raise SlmError(f"rows {row0}..{row0 + batch - 1} are outside this KV cache's {self.rows} rows")
+        lengths = self.lengths[row0:row0 + batch]
+        for b in range(batch):
+            self.check_room(row0 + b, n_new)
+        start, uniform = lengths[0], min(lengths) == max(lengths)
+        if uniform:
+            positions = self.slots[start:start + n_new][None]  # [1, n_new]
         else:
-            real = attention_mask.to(device=device, dtype=torch.bool)
-            if real.shape != (self.batch_size, n_new):
-                raise SlmError(f"attention_mask has shape {tuple(real.shape)}, expected {(self.batch_size, n_new)}")
-        self.valid[:, start:start + n_new] = real
-        # Padding tokens take the position of the next real token; they are never attended to.
-        positions = self.next_position[:, None] + (real.long().cumsum(-1) - real.long())
-        end = start + n_new
-        everything_valid = bool(self.valid[:, :end].all())
-        if everything_valid and (start == 0 or n_new == 1):
-            # Fast paths: a plain causal prefill, or one new token that sees every slot.
-            return CacheStep(start, positions, None, is_causal=(n_new > 1))
-        return CacheStep(start, positions, padded_causal_mask(self.valid[:, :end], start), is_causal=False)
+            positions = torch.tensor(lengths, device=self.device)[:, None] + self.slots[:n_new][None]
+        mask = None
+        if not uniform or (start > 0 and n_new > 1):
+            # Query at position p sees slots <= p of its own row (slots past a row's length are stale).
+            end = max(lengths) + n_new
+            mask = (self.slots[:end][None, None] <= positions[:, :, None])[:, None]  # [batch, 1, n_new, end]
+        return CacheStep(row0, lengths, n_new, positions, mask, is_causal=uniform and start == 0 and n_new > 1)
 
-    def store(self, layer: int, start: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write key/value [batch, n_kv_heads, T, head_dim] at slot `start`; return the filled prefix
-        [batch, n_kv_heads, start+T, head_dim] of this layer's keys and values."""
-        end = start + key.shape[2]
-        self.keys[layer][:, :, start:end] = key
-        self.values[layer][:, :, start:end] = value
-        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+    def store(self, layer: int, step: CacheStep, key: torch.Tensor, value: torch.Tensor):
+        """Write key/value [batch, n_kv_heads, n_new, head_dim] at each row's next slots; return this
+        layer's keys and values [batch, n_kv_heads, end, head_dim] for the rows of `step`."""
+        keys, values = self.kv[0, layer], self.kv[1, layer]
+        r0, batch, n = step.row0, len(step.lengths), step.n_new
+        if step.uniform:
+            start = step.lengths[0]
+            keys[r0:r0 + batch, :, start:start + n] = key
+            values[r0:r0 + batch, :, start:start + n] = value
+        else:
+            for b, length in enumerate(step.lengths):
+                keys[r0 + b, :, length:length + n] = key[b]
+                values[r0 + b, :, length:length + n] = value[b]
+        end = step.end
+        return keys[r0:r0 + batch, :, :end], values[r0:r0 + batch, :, :end]
 
-    def commit(self, step: CacheStep, n_new: int) -> None:
-        """Advance the slot counter and each row's position after all layers have stored."""
-        self.length = step.start + n_new
-        self.next_position += self.valid[:, step.start:self.length].sum(-1)
-
-    def reset(self) -> None:
-        """Forget every token (the buffers are reused)."""
-        self.length = 0
-        self.valid.zero_()
-        self.next_position.zero_()
+    def commit(self, step: CacheStep) -> None:
+        """Advance each row's length after every layer has stored."""
+        for b, length in enumerate(step.lengths):
+            self.lengths[step.row0 + b] = length + step.n_new
 
 
-def padded_causal_mask(key_valid: torch.Tensor, start: int) -> torch.Tensor:
-    """Boolean SDPA mask [batch, 1, T, start+T] for queries at slots start..start+T-1.
+def padded_causal_mask(key_valid: torch.Tensor) -> torch.Tensor:
+    """Boolean SDPA mask [batch, 1, T, T] for a padded batch without a cache (1 = real token).
 
-    A query may see a key slot that is not after it and holds a real token. Each query also sees its
-    own slot, so a padding query never has an empty row (an all-False row makes SDPA return NaN).
-    key_valid: [batch, start+T] bool.
+    A query may see a key that is not after it and holds a real token. Each query also sees itself, so
+    a padding query never has an empty row (an all-False row makes SDPA return NaN).
+    key_valid: [batch, T] bool.
     """
     total = key_valid.shape[1]
-    query_slots = torch.arange(start, total, device=key_valid.device)[:, None]
-    key_slots = torch.arange(total, device=key_valid.device)[None, :]
-    causal = key_slots <= query_slots  # [T, total]
-    mask = (causal[None] & key_valid[:, None, :]) | (key_slots == query_slots)[None]
+    slots = torch.arange(total, device=key_valid.device)
+    causal = slots[None, :] <= slots[:, None]  # [T, T]
+    mask = (causal[None] & key_valid[:, None, :]) | torch.eye(total, dtype=torch.bool, device=key_valid.device)[None]
     return mask[:, None]

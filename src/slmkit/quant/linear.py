@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slmkit.quant import formats
+from slmkit.quant.kernels import LinearKernel, OpKernel
 
 
 def _has_op(name: str) -> bool:
@@ -43,6 +44,34 @@ class QuantLinear(nn.Module, metaclass=ABCMeta):
     @abstractmethod
     def dequantize(self) -> torch.Tensor:
         """The full-precision weight, [out, in] float32 (each format defines it)."""
+
+    def as_linear_kernel(self) -> LinearKernel | None:
+        """This layer as one direct call of a fast torch kernel (see kernels.py), or None when its
+        format has none on this device (the decode step then calls the module)."""
+        return None
+
+    @classmethod
+    def concat(cls, modules: list["QuantLinear"]) -> "QuantLinear | None":
+        """One layer computing `modules` (same input) with their outputs concatenated, or None.
+
+        Rows are simply stacked: int8 scales are per output row and int4 groups run along the input.
+        """
+        if any(type(m) is not cls for m in modules) or len({m.in_features for m in modules}) != 1:
+            return None
+        extra = {"group_size": modules[0].group_size} if hasattr(modules[0], "group_size") else {}
+        if extra and len({m.group_size for m in modules}) != 1:
+            return None
+        first = modules[0]
+        has_bias = any(m.bias is not None for m in modules)
+        fused = cls(first.in_features, sum(m.out_features for m in modules), has_bias, **extra)
+        for name, _ in first.named_buffers(recurse=False):
+            if name != "bias":
+                setattr(fused, name, torch.cat([getattr(m, name) for m in modules], 0))
+        if has_bias:
+            fused.bias = torch.cat([m.bias if m.bias is not None else torch.zeros(m.out_features,
+                                                                                 device=first.qweight.device)
+                                    for m in modules])
+        return fused
 
     def _dequant_linear(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.dequantize().to(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
@@ -70,6 +99,12 @@ class Int8Linear(QuantLinear):
 
     def dequantize(self) -> torch.Tensor:
         return formats.dequantize_int8(self.qweight, self.scales)
+
+    def as_linear_kernel(self) -> LinearKernel | None:
+        if self.qweight.device.type != "cpu" or not _has_op("_weight_int8pack_mm"):
+            return None
+        return OpKernel(torch.ops.aten._weight_int8pack_mm, (self.qweight, self.scales.to(torch.bfloat16)),
+                        self.out_features, self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type == "cpu" and _has_op("_weight_int8pack_mm"):
@@ -123,6 +158,15 @@ class Int4Linear(QuantLinear):
             self._packed = torch.ops.aten._convert_weight_to_int4pack(((q[:, ::2] << 4) | q[:, 1::2]).to(torch.uint8), 2)
         self._kernel_device = device
 
+    def as_linear_kernel(self) -> LinearKernel | None:
+        device = self.qweight.device
+        if device.type != "cpu" or not _has_op("_weight_int4pack_mm_for_cpu") or self.out_features % 16:
+            return None
+        if self._kernel_device != device:
+            self._prepare_kernel(device)
+        return OpKernel(torch.ops.aten._weight_int4pack_mm_for_cpu,
+                        (self._packed, self.group_size, self._scales_and_zeros), self.out_features, self.bias)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # torch's int4 packers need the output size to be a multiple of 16 (CPU) / 8 (CUDA).
         cpu = x.device.type == "cpu" and _has_op("_weight_int4pack_mm_for_cpu") and self.out_features % 16 == 0
@@ -165,6 +209,10 @@ class NF4Linear(QuantLinear):
         t = formats.NF4Tensor(self.qweight, self.absmax_q, self.scale2, self.offset,
                               (self.out_features, self.in_features))
         return formats.dequantize_nf4(t)
+
+    @classmethod
+    def concat(cls, modules: list[QuantLinear]) -> None:
+        return None  # double-quantized blocks of flattened codes do not stack row-wise
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._dequant_linear(x)
