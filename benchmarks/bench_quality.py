@@ -61,8 +61,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--out", default=str(REPO / "runs" / "bench-quality"))
     args = parser.parse_args()
-    from slmkit.data.config import SourceConfig
-    from slmkit.data.prepare import prepare
+    from slmkit.data import SourceConfig, prepare
     from slmkit.loading import load_model
     from slmkit.model import count_parameters
     from slmkit.tokenizer import load_tokenizer, train_bpe

@@ -52,7 +52,7 @@ def tinystories_from_hub() -> Path | None:
     try:
         from huggingface_hub import hf_hub_download
 
-        from slmkit.data.hub import hub_reachable
+        from slmkit.data.sources import hub_reachable
 
         if os.environ.get("HF_HUB_OFFLINE") or not hub_reachable(timeout=3.0):
             return None
@@ -64,7 +64,7 @@ def tinystories_from_hub() -> Path | None:
 
 
 def synthetic_text(path: Path) -> Path:
-    from slmkit.data.synthetic import generate_stories
+    from slmkit.data.sources import generate_stories
 
     path.write_text("<|endoftext|>".join(generate_stories(SYNTHETIC_STORIES, seed=0)), encoding="utf-8")
     return path
@@ -82,7 +82,7 @@ def get_data() -> tuple[list[str], str]:
         return [str(hub)], "<|endoftext|>"
     text = synthetic_text(WORK / "synthetic_stories.txt")
     print(f"   the Hugging Face hub is not reachable: using {SYNTHETIC_STORIES:,} generated children's stories "
-          f"({text.stat().st_size / 1e6:.1f} MB, slmkit.data.synthetic); DATA=path uses your own text")
+          f"({text.stat().st_size / 1e6:.1f} MB, slmkit.data.sources.synthetic); DATA=path uses your own text")
     return [str(text)], "<|endoftext|>"
 
 
@@ -103,8 +103,7 @@ def train_tokenizer(files: list[str]):
 
 def prepare_shards(files: list[str], delimiter: str) -> list[str]:
     """The demo recipe's data section (cleaning, dedup, split), reading the chosen text files."""
-    from slmkit.data.config import SourceConfig
-    from slmkit.data.prepare import prepare
+    from slmkit.data import SourceConfig, prepare
     from slmkit.train.config import load_run_config
 
     say("3/5 shards: clean, deduplicate, tokenize (slm prepare)")

@@ -1,4 +1,5 @@
-"""Fixtures for the data tests: a small BPE tokenizer trained here, and helpers to run prepare."""
+"""Fixtures for the data tests (every subdirectory): a small BPE tokenizer trained here, a prepared
+directory shared by the read-side and preparation tests, and helpers to run prepare."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ import numpy as np
 import pytest
 
 from slmkit.config import load_config
-from slmkit.data.config import DataConfig
-from slmkit.data.prepare import prepare
-from slmkit.data.synthetic import generate_stories
+from slmkit.data import DataConfig, prepare
+from slmkit.data.sources import generate_stories
 from slmkit.tokenizer import load_tokenizer, train_bpe_from_texts
 from tests.conftest import SHARED_DATA as SHARED
 
@@ -29,6 +29,18 @@ def small_tokenizer_dir(tmp_path_factory, tinystories_valid) -> Path:
 @pytest.fixture(scope="session")
 def small_tokenizer(small_tokenizer_dir):
     return load_tokenizer(small_tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory, tinystories_train, small_tokenizer_dir):
+    """Real TinyStories (train head) + synthetic stories, mixed, split by hash, in several shards."""
+    out = tmp_path_factory.mktemp("prep") / "out"
+    manifest = run_prepare(out, small_tokenizer_dir, [
+        f"sources={{real: {{kind: files, paths: [{tinystories_train}], limit: 400}}, "
+        f"synth: {{kind: synthetic, limit: 300, seed: 3, weight: 0.5}}}}",
+        "val_fraction=0.1", "shard_mb=0.1", "workers=2",
+    ])
+    return out, manifest
 
 
 def write_jsonl(path: Path, texts: list[str]) -> Path:

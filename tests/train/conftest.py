@@ -15,9 +15,8 @@ import pytest
 import yaml
 
 from slmkit.config import load_config
-from slmkit.data.config import DataConfig
-from slmkit.data.prepare import prepare
-from slmkit.data.synthetic import generate_stories
+from slmkit.data import DataConfig, prepare
+from slmkit.data.sources import generate_stories
 from slmkit.tokenizer import train_bpe_from_texts
 from slmkit.train.config import load_run_config
 from tests.conftest import REPO

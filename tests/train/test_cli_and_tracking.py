@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from slmkit.cli import main
-from slmkit.data.loaders import EvalBatches
-from slmkit.data.manifest import read_manifest
+from slmkit.data import EvalBatches, read_manifest
 from slmkit.tokenizer import load_tokenizer
 from slmkit.train.config import load_run_config
 from slmkit.train.evaluation import evaluate, token_byte_lengths

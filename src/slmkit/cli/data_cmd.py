@@ -31,7 +31,7 @@ def register(subparsers) -> None:
 def run_stats(args) -> int:
     from pathlib import Path
 
-    from slmkit.data.stats import data_stats
+    from slmkit.data import data_stats
 
     report = data_stats(args.dir, top=args.top, verify=not args.no_verify)
     decode = _decoder(Path(args.dir) / "tokenizer")

@@ -33,8 +33,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from slmkit.config import load_config
-    from slmkit.data.config import DataConfig
-    from slmkit.data.prepare import prepare
+    from slmkit.data import DataConfig, prepare
 
     overrides = list(args.overrides) + (["progress=false"] if args.no_progress else [])
     cfg = load_config(DataConfig, args.config, overrides)

@@ -104,11 +104,6 @@ class DedupConfig:
         if not 0 <= self.bands <= self.num_perm:
             raise ValueError(f"bands must be between 0 (automatic) and num_perm ({self.num_perm}), got {self.bands}")
 
-    def lsh_bands(self) -> int:
-        from slmkit.data.minhash import lsh_shape
-
-        return self.bands or lsh_shape(self.num_perm, self.threshold)[0]
-
 
 @dataclass
 class TokenizerConfig:

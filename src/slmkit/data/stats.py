@@ -15,7 +15,7 @@ def data_stats(directory: str | Path, top: int = 20, verify: bool = True) -> dic
     """Per split: tokens, documents, a document-length histogram (tokens), the most frequent ids."""
     manifest = read_manifest(directory)
     eos = manifest.eos_id
-    vocab = int(manifest.data["tokenizer"]["vocab_size"])
+    vocab = manifest.vocab_size
     report = {"dtype": manifest.dtype.name, "tokenizer": manifest.fingerprint, "splits": {}}
     for split in manifest.data["splits"]:
         manifest.verify(split, checksums=verify)

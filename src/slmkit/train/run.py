@@ -68,7 +68,7 @@ def build_model(cfg: RunConfig, tokenizer):
 
 
 def train(cfg: RunConfig, log=print, loss_fn=None, _setup=None) -> dict:
-    from slmkit.data.tokenizing import load_data_tokenizer
+    from slmkit.data.prepare.tokenizing import load_data_tokenizer
     from slmkit.train.distributed import setup_distributed
     from slmkit.train.trainer import Trainer
 

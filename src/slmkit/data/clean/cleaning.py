@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from slmkit.data.clean.words import WordBatch, WordTable, split_words
 from slmkit.data.config import CleanConfig
-from slmkit.data.words import WordBatch, WordTable, split_words
 
 # runs of 2+ spaces, or any other horizontal space (tab, no-break space): plain single spaces are left alone
 _HORIZONTAL_SPACE = re.compile(r"[^\S\n]{2,}|[^\S\n ]")

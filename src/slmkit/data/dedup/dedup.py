@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from slmkit.data.config import DedupConfig
-from slmkit.data.doc_flags import EXACT, KEPT, NEAR, DocFlags
-from slmkit.data.document_parts import Part
-from slmkit.data.exact_dedup import flag_exact_duplicates
+from slmkit.data.dedup.doc_flags import EXACT, KEPT, NEAR, DocFlags
+from slmkit.data.dedup.exact_dedup import flag_exact_duplicates
+from slmkit.data.dedup.minhash import estimated_jaccard
+from slmkit.data.dedup.part import DedupPart
+from slmkit.data.dedup.union_find import SparseUnionFind
 from slmkit.data.heap import trim_heap
-from slmkit.data.minhash import estimated_jaccard
-from slmkit.data.union_find import SparseUnionFind
 
 @dataclass
 class DedupStats:
@@ -86,7 +86,7 @@ def band_pairs(keys: np.ndarray, alive_idx: np.ndarray) -> np.ndarray:
 class _SignatureReader:
     """Signature rows by global document index, read from the parts' files (no memory maps)."""
 
-    def __init__(self, parts: list[Part]):
+    def __init__(self, parts: list[DedupPart]):
         self.parts = parts
         self.offsets = np.cumsum([0] + [p.docs for p in parts])
         self.width = int(parts[0].meta["num_perm"]) if parts else 0
@@ -122,7 +122,7 @@ class NearStats:
     confirmed_pairs: int = 0  # comparisons at or above the threshold
 
 
-def near_duplicates(parts: list[Part], flags: DocFlags, threshold: float) -> NearStats:
+def near_duplicates(parts: list[DedupPart], flags: DocFlags, threshold: float) -> NearStats:
     """Flag NEAR every document (not already flagged) with an earlier near duplicate; pair counts.
 
     Band by band, and within a band key range by key range (hashed keys, so ranges of about
@@ -191,7 +191,7 @@ class Removal:
         return self.flags.keep(k)
 
 
-def deduplicate(parts: list[Part], cfg: DedupConfig, source_names: list[str],
+def deduplicate(parts: list[DedupPart], cfg: DedupConfig, source_names: list[str],
                 work: Path) -> tuple[Removal, DedupStats]:
     """Which documents to keep (flags in `work`, rebuilt from scratch), and what was removed."""
     shutil.rmtree(work, ignore_errors=True)

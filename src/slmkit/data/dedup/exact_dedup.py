@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from slmkit.data.doc_flags import EXACT, DocFlags
-from slmkit.data.document_parts import Part
+from slmkit.data.dedup.doc_flags import EXACT, DocFlags
+from slmkit.data.dedup.part import DedupPart
 
 DOCS_PER_BUCKET = 1 << 16  # about 1 MB of records a bucket
 MAX_BUCKETS = 512  # open files at once; beyond 33M documents buckets grow instead
@@ -33,7 +33,7 @@ def first_copies(hashes: np.ndarray) -> np.ndarray:
     return first
 
 
-def flag_exact_duplicates(parts: list[Part], flags: DocFlags, work: Path) -> int:
+def flag_exact_duplicates(parts: list[DedupPart], flags: DocFlags, work: Path) -> int:
     """Flag every copy after the first of the same hash EXACT; returns how many."""
     n = flags.docs
     buckets = min(MAX_BUCKETS, max(1, -(-n // DOCS_PER_BUCKET)))

@@ -12,7 +12,7 @@ scatter-min (`np.minimum.at`) per shingle instead of `num_perm` multiplications.
 LSH cuts the signature into `bands` bands of `rows` entries and hashes each; two documents sharing
 any band key become a candidate pair, with probability 1 - (1 - J^rows)^bands.
 
-Word hashes come from `slmkit.data.words` (blake2b, stable across processes and runs); a shingle's
+Word hashes come from `slmkit.data.clean.words` (blake2b, stable across processes and runs); a shingle's
 hash mixes its word hashes and goes through a 64-bit finaliser (murmur3's fmix64).
 """
 
@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from slmkit.data.words import WordBatch, WordTable
+from slmkit.data.clean.words import WordBatch, WordTable
+from slmkit.data.config import DedupConfig
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # golden-ratio multiplier to combine word hashes into a shingle hash
 _M32 = np.uint64(0xFFFFFFFF)
@@ -153,3 +154,9 @@ def lsh_shape(num_perm: int, threshold: float, margin: float = 0.05, recall: flo
         if candidate_probability(max(threshold - margin, 0.0), bands, rows) >= recall:
             return bands, rows
     return num_perm, 1
+
+
+def lsh_bands(cfg: DedupConfig) -> int:
+    """LSH bands of the dedup settings: `cfg.bands`, or when it is 0 the shape `lsh_shape` picks
+    from the threshold (0.8 -> 25 bands of 5 rows, 0.7 -> 32 x 4)."""
+    return cfg.bands or lsh_shape(cfg.num_perm, cfg.threshold)[0]

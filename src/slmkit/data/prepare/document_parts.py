@@ -31,12 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
-from slmkit.data.cleaning import BatchCleaner, CleanStats
+from slmkit.data.clean.cleaning import BatchCleaner, CleanStats
 from slmkit.data.config import DataConfig
+from slmkit.data.dedup.minhash import MinHasher, lsh_bands
 from slmkit.data.heap import trim_heap
-from slmkit.data.minhash import MinHasher
-from slmkit.data.mixing import document_hash, split_of
-from slmkit.data.tokenizing import BatchEncoder, load_data_tokenizer, token_dtype
+from slmkit.data.prepare.tokenizing import BatchEncoder, load_data_tokenizer, token_dtype
+from slmkit.data.sources.mixing import document_hash, mix_sources, split_of
 
 SPLITS = ("train", "val")
 BATCHES_PER_PART = 64
@@ -109,7 +109,7 @@ def _init_worker(cfg: DataConfig, tokenizer) -> None:
     _worker.update(
         cfg=cfg, tok=tok, dtype=token_dtype(tok.vocab_size), cleaner=BatchCleaner(cfg.clean),
         encoder=BatchEncoder(tok, cfg.tokenizer.encoder),
-        minhash=MinHasher(d.num_perm, d.lsh_bands(), d.shingle_words, d.seed),
+        minhash=MinHasher(d.num_perm, lsh_bands(d), d.shingle_words, d.seed),
         forced_split=[s.split for s in cfg.sources.values()],
     )
 
@@ -215,11 +215,9 @@ def build_parts(cfg: DataConfig, work_dir: Path, tokenizer, workers: int, progre
                 docs: Iterable[tuple[str, str]] | None = None) -> list[Part]:
     """Run stage 1 over all sources (or the given (source name, text) stream); parts already on
     disk are kept (their input is read and skipped). `tokenizer`: a loaded tokenizer or its path."""
-    from slmkit.data.mixing import mix_sources
-
     work_dir.mkdir(parents=True, exist_ok=True)
     names = list(cfg.sources)
-    num_perm, bands = cfg.dedup.num_perm, cfg.dedup.lsh_bands()
+    num_perm, bands = cfg.dedup.num_perm, lsh_bands(cfg.dedup)
     parts: list[Path] = []
     pool = None
     in_flight: collections.deque = collections.deque()

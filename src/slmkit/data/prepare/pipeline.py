@@ -27,16 +27,16 @@ import numpy as np
 from tqdm import tqdm
 
 from slmkit.config import save_config, to_dict
-from slmkit.data.cleaning import BatchCleaner, CleanStats
+from slmkit.data.clean.cleaning import BatchCleaner, CleanStats
 from slmkit.data.config import DataConfig
-from slmkit.data.dedup import deduplicate
-from slmkit.data.document_parts import SPLITS, build_parts
-from slmkit.data.manifest import FORMAT, MANIFEST, Manifest, read_manifest
-from slmkit.fileio import write_json_atomic
-from slmkit.data.mixing import check_sources, mix_sources
-from slmkit.data.shards import plan_shards, write_shard
-from slmkit.data.tokenizing import has_tokenizer, load_data_tokenizer, token_dtype, train_tokenizer
+from slmkit.data.dedup.dedup import deduplicate
+from slmkit.data.manifest import FORMAT, MANIFEST, TOKENIZER_COPY, Manifest, manifest_exists, read_manifest
+from slmkit.data.prepare.document_parts import SPLITS, build_parts
+from slmkit.data.prepare.shards import plan_shards, write_shard
+from slmkit.data.prepare.tokenizing import has_tokenizer, load_data_tokenizer, token_dtype, train_tokenizer
+from slmkit.data.sources.mixing import check_sources, mix_sources
 from slmkit.errors import DataError
+from slmkit.fileio import write_json_atomic
 
 WORK = ".work"
 PIPELINE_VERSION = 2  # bump when parts or shards would come out differently for the same settings
@@ -114,7 +114,7 @@ def prepare(cfg: DataConfig, log=print) -> Manifest:
     tok = load_data_tokenizer(cfg.tokenizer.path)
     dtype = token_dtype(tok.vocab_size)
     settings = _settings_hash(cfg, tok.fingerprint())
-    if (out / MANIFEST).is_file():
+    if manifest_exists(out):
         existing = read_manifest(out)
         if existing.data.get("settings_hash") == settings:
             log(f"{out} is already prepared with these settings (delete {out / MANIFEST} to rebuild)")
@@ -158,7 +158,7 @@ def prepare(cfg: DataConfig, log=print) -> Manifest:
                 "tokens": sum(e["tokens"] for e in entries), "docs": sum(e["docs"] for e in entries), "shards": entries,
             }
     stages["shards"] = time.perf_counter() - started - sum(stages.values())
-    tok.save(out / "tokenizer")
+    tok.save(out / TOKENIZER_COPY)
     save_config(cfg, out / "data_config.yaml")
     elapsed = time.perf_counter() - started
     manifest = {
@@ -166,7 +166,7 @@ def prepare(cfg: DataConfig, log=print) -> Manifest:
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "settings_hash": settings,
         "tokenizer": {"fingerprint": tok.fingerprint(), "vocab_size": tok.vocab_size, "eos_id": tok.eos_id,
-                      "source": str(cfg.tokenizer.path), "copy": "tokenizer"},
+                      "source": str(cfg.tokenizer.path), "copy": TOKENIZER_COPY},
         "dtype": dtype.name,
         "splits": splits,
         "input": {"docs": raw_docs, "bytes": raw_bytes, "seconds": round(elapsed, 2),

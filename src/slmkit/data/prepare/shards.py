@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slmkit.data.document_parts import SPLITS, Part
+from slmkit.data.prepare.document_parts import SPLITS, Part
 from slmkit.fileio import sha256_file
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import numpy as np
 
 from slmkit.data.config import TokenizerConfig
 from slmkit.errors import DataError
+from slmkit.tokenizer import load_tokenizer, train_bpe
 
 EOS_TOKEN = "<|endoftext|>"
 UINT16_MAX_VOCAB = 65_535
@@ -24,8 +27,6 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 def load_data_tokenizer(path: str | Path):
     """A tokenizer with an end-of-text id (documents are separated by it in the shards)."""
-    from slmkit.tokenizer import load_tokenizer
-
     tok = load_tokenizer(path)
     if tok.eos_id is None:
         raise DataError(f"the tokenizer in {path} has no {EOS_TOKEN} token to separate documents")
@@ -41,8 +42,6 @@ def has_tokenizer(path: str | Path) -> bool:
 
 def train_tokenizer(cfg: TokenizerConfig, texts: Iterable[str]) -> None:
     """Train a byte-level BPE on up to `cfg.train_sample_mb` of (cleaned) text and save it to `cfg.path`."""
-    from slmkit.tokenizer import train_bpe
-
     budget = int(cfg.train_sample_mb * 1e6)
     out = Path(cfg.path)
     with tempfile.TemporaryDirectory(prefix="slm-tok-") as tmp:
@@ -69,15 +68,6 @@ def _replace_dir(staging: Path, out: Path) -> None:
     staging.rmdir()
 
 
-def encode_documents(tok, texts: list[str]) -> list[list[int]]:
-    """Ids of each document followed by end-of-text (the separator training sees between documents)."""
-    eos = tok.eos_id
-    encoded = tok.encode_batch(texts)
-    for ids in encoded:
-        ids.append(eos)
-    return encoded
-
-
 ENCODERS = ("auto", "fast", "python")
 
 
@@ -99,8 +89,6 @@ class BatchEncoder:
     def __init__(self, tok, mode: str = "auto"):
         if mode not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, got {mode!r}")
-        import importlib.util
-
         if mode != "python" and importlib.util.find_spec("tokenizers") is None:
             mode = "python"  # no `tokenizers` library
         self.tok, self.mode = tok, mode
@@ -121,8 +109,6 @@ class BatchEncoder:
         return best
 
     def __call__(self, texts: list[str]) -> list[list[int]]:
-        import time
-
         how = self.choose()
         started = time.process_time()
         if how == "fast":

@@ -12,22 +12,19 @@ import random
 from collections.abc import Iterator
 
 from slmkit.data.config import MixConfig, SourceConfig
-from slmkit.errors import ConfigError
+from slmkit.data.sources.hub import read_hub_dataset
+from slmkit.data.sources.local_files import read_files
+from slmkit.data.sources.synthetic import generate_stories
+from slmkit.errors import ConfigError, DataError
 
 
 def open_source(src: SourceConfig) -> Iterator[str]:
     """The documents of one source, at most `src.limit` of them."""
     if src.kind == "synthetic":
-        from slmkit.data.synthetic import generate_stories
-
         return generate_stories(src.limit, seed=src.seed)
     if src.kind == "files":
-        from slmkit.data.local_files import read_files
-
         docs = read_files(src.paths, delimiter=src.delimiter, text_field=src.text_field)
     else:
-        from slmkit.data.hub import read_hub_dataset
-
         docs = read_hub_dataset(src.hub_repo, src.hub_split, src.text_field, src.limit, src.cache_dir)
     return docs if src.limit is None else itertools.islice(docs, src.limit)
 
@@ -35,8 +32,6 @@ def open_source(src: SourceConfig) -> Iterator[str]:
 def check_sources(sources: dict[str, SourceConfig], mix: MixConfig) -> None:
     """Open every source and read its first document, so that a missing file, an unreachable hub or
     an empty input fails before `slm prepare` creates anything."""
-    from slmkit.errors import DataError
-
     _check_bounded(sources, mix)
     found = False
     for src in sources.values():

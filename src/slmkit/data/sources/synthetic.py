@@ -4,7 +4,7 @@ Each story has a beginning (who, where, what they like), a problem (one of sever
 a lost toy, a quarrel, a storm, a fright...), dialogue, a resolution and an ending. Word lists
 live in synthetic_words.py. It is the offline default for the demo and the benchmarks.
 
-    from slmkit.data.synthetic import generate_stories
+    from slmkit.data.sources.synthetic import generate_stories
     for story in generate_stories(3, seed=0): print(story)
 """
 
@@ -15,7 +15,7 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from slmkit.data import synthetic_words as W
+from slmkit.data.sources import synthetic_words as W
 
 _OBJECT = {"he": "him", "she": "her", "it": "it"}
 _POSSESSIVE = {"he": "his", "she": "her", "it": "its"}

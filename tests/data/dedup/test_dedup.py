@@ -5,12 +5,12 @@ import re
 
 import numpy as np
 
-from slmkit.data.cleaning import normalize
+from slmkit.data.clean.cleaning import normalize
 from slmkit.data.config import DedupConfig
-from slmkit.data.local_files import read_txt
-from slmkit.data.minhash import MinHasher, estimated_jaccard
+from slmkit.data.dedup.minhash import MinHasher, estimated_jaccard, lsh_bands
+from slmkit.data.sources import read_txt
 
-from .conftest import run_prepare, shard_documents, write_jsonl
+from ..conftest import run_prepare, shard_documents, write_jsonl
 
 THRESHOLD = 0.7
 
@@ -121,7 +121,7 @@ def test_a_large_bucket_of_near_copies_gives_linear_candidates(tmp_path, tinysto
     Candidates must stay O(documents x bands) (first member + predecessor per bucket), not O(n^2),
     the copies must still be found, and the unrelated stories around them kept. A small key range
     per slice makes the bands go through several slices too."""
-    from slmkit.data import dedup
+    from slmkit.data.dedup import dedup
 
     monkeypatch.setattr(dedup, "DOCS_PER_SLICE", 500)
     stories = [normalize(d) for d in read_txt(tinystories_valid, "blank_line") if len(d.split()) > 60]
@@ -138,7 +138,7 @@ def test_a_large_bucket_of_near_copies_gives_linear_candidates(tmp_path, tinysto
     ])
     stats = manifest.data["dedup"]
     n = len(corpus)
-    bands = DedupConfig().lsh_bands()  # the default threshold (0.8): 25 bands of 5 rows
+    bands = lsh_bands(DedupConfig())  # the default threshold (0.8): 25 bands of 5 rows
     assert stats["candidate_pairs"] <= 2 * n * bands  # at most 2 (m - 1) per bucket and band
     assert stats["candidate_pairs"] < n * (n - 1) / 2 / 10  # far from all pairs of the bucket
     assert stats["verified_pairs"] <= stats["candidate_pairs"]

@@ -1,35 +1,19 @@
-"""Round trip, dtype, manifest checks (corruption, tokenizer mismatch), resume, and the loaders."""
+"""`prepare` end to end: round trip, token dtype, resume, parts over several processes, bounded
+shard reads with dedup holes, and the two encoders."""
 
 import numpy as np
-import pytest
-import torch
 
-from slmkit.data.cleaning import DocumentCleaner
+from slmkit.data.clean import DocumentCleaner
 from slmkit.data.config import CleanConfig
-from slmkit.data.loaders import EvalBatches, TrainBatches
-from slmkit.data.local_files import read_txt
-from slmkit.data.tokenizing import token_dtype
-from slmkit.errors import DataError
-from slmkit.tokenizer import train_bpe_from_texts
+from slmkit.data.prepare import token_dtype
+from slmkit.data.sources import read_txt
 
-from .conftest import run_prepare, shard_documents
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory, tinystories_train, small_tokenizer_dir):
-    """Real TinyStories (train head) + synthetic stories, mixed, split by hash, in several shards."""
-    out = tmp_path_factory.mktemp("prep") / "out"
-    manifest = run_prepare(out, small_tokenizer_dir, [
-        f"sources={{real: {{kind: files, paths: [{tinystories_train}], limit: 400}}, "
-        f"synth: {{kind: synthetic, limit: 300, seed: 3, weight: 0.5}}}}",
-        "val_fraction=0.1", "shard_mb=0.1", "workers=2",
-    ])
-    return out, manifest
+from ..conftest import run_prepare, shard_documents
 
 
 def test_round_trip_gives_back_the_cleaned_documents(prepared, tinystories_train, small_tokenizer):
     out, manifest = prepared
-    from slmkit.data.synthetic import generate_stories
+    from slmkit.data.sources import generate_stories
 
     cfg = CleanConfig()
     real = DocumentCleaner(cfg)
@@ -51,7 +35,7 @@ def test_dtype_follows_vocabulary_size(tmp_path, tinystories_valid):
     assert token_dtype(65_535) == np.uint16 and token_dtype(65_536) == np.uint32 and token_dtype(512) == np.uint16
     from slmkit.tokenizer import load_tokenizer
 
-    from .conftest import SHARED
+    from ..conftest import SHARED
 
     qwen = SHARED / "qwen3-tokenizer"
     manifest = run_prepare(tmp_path / "q", qwen, [f"sources={{s: {{kind: synthetic, limit: 40}}}}", "val_fraction=0"])
@@ -60,25 +44,6 @@ def test_dtype_follows_vocabulary_size(tmp_path, tinystories_valid):
     docs = shard_documents(manifest, "train", tok)
     assert len(docs) == manifest.data["splits"]["train"]["docs"] >= 35  # a few may fail the repetition rules
     assert max(int(np.max(m)) for m in manifest.memmaps("train")) > 65_535
-
-
-def test_corrupted_shard_and_tokenizer_mismatch_are_clear_errors(prepared, tmp_path):
-    import shutil
-
-    out, manifest = prepared
-    copy = tmp_path / "copy"
-    shutil.copytree(out, copy)
-    other = train_bpe_from_texts(["a different tiny corpus of words and more words"], 300)
-    with pytest.raises(DataError, match="tokenizer mismatch"):
-        TrainBatches(copy, batch_size=2, seq_len=16, tokenizer=other)
-    TrainBatches(copy, batch_size=2, seq_len=16, tokenizer=manifest.fingerprint)  # the right one passes
-    shard = copy / manifest.shards("train")[1]["file"]
-    data = bytearray(shard.read_bytes())
-    data[100] ^= 0xFF  # one flipped byte, same size
-    shard.write_bytes(bytes(data))
-    with pytest.raises(DataError, match="corrupt") as err:
-        TrainBatches(copy, batch_size=2, seq_len=16)
-    assert shard.name in str(err.value) and "\n" not in str(err.value)
 
 
 def test_resume_skips_finished_shards(prepared, tmp_path, small_tokenizer_dir, tinystories_train):
@@ -101,55 +66,9 @@ def test_resume_skips_finished_shards(prepared, tmp_path, small_tokenizer_dir, t
     assert [s["sha256"] for s in again.shards("train")] == [s["sha256"] for s in manifest.shards("train")]
 
 
-def test_eval_windows_cover_every_token_exactly_once(prepared):
-    out, manifest = prepared
-    tokens = np.concatenate([np.asarray(m) for m in manifest.memmaps("val")]).astype(np.int64)
-    for world in (1, 3):
-        seen = []
-        for rank in range(world):
-            for x, y in EvalBatches(out, batch_size=3, seq_len=50, rank=rank, world_size=world):
-                assert x.shape == y.shape == (x.shape[0], 50)
-                mask = y != -100
-                assert torch.equal(x[:, 1:][mask[:, 1:]], y[:, :-1][mask[:, 1:]])  # y is x shifted
-                seen.append(y[mask].numpy())
-        starts = []  # which targets: rebuild the position of each window's targets
-        got = np.concatenate(seen)
-        assert len(got) == len(tokens) - 1
-        assert sorted(got.tolist()) == sorted(tokens[1:].tolist())
-    ordered = np.concatenate([y[y != -100].numpy() for _, y in EvalBatches(out, 4, 50, rank=0, world_size=1)])
-    assert np.array_equal(ordered, tokens[1:])  # one rank: every target once, in order
-
-
-def test_train_loader_state_restores_identical_batches(prepared):
-    out, _ = prepared
-    a = TrainBatches(out, batch_size=4, seq_len=32, seed=5, rank=0, world_size=1)
-    for _ in range(7):
-        a.next_batch()
-    state = a.state_dict()
-    expected = [a.next_batch() for _ in range(5)]
-    b = TrainBatches(out, batch_size=4, seq_len=32, seed=5, rank=0, world_size=1)
-    b.load_state_dict(state)
-    for (x1, y1), (x2, y2) in zip(expected, (b.next_batch() for _ in range(5))):
-        assert torch.equal(x1, x2) and torch.equal(y1, y2)
-        assert torch.equal(x1[:, 1:], y1[:, :-1])
-    other_rank = TrainBatches(out, batch_size=4, seq_len=32, seed=5, rank=1, world_size=2)
-    other_seed = TrainBatches(out, batch_size=4, seq_len=32, seed=6, rank=0, world_size=1)
-    first = TrainBatches(out, batch_size=4, seq_len=32, seed=5, rank=0, world_size=1).next_batch()[0]
-    assert not torch.equal(first, other_rank.next_batch()[0])
-    assert not torch.equal(first, other_seed.next_batch()[0])
-
-
-def test_rank_defaults_from_torchrun_environment(prepared, monkeypatch):
-    out, _ = prepared
-    monkeypatch.setenv("RANK", "1")
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    loader = TrainBatches(out, batch_size=2, seq_len=8)
-    assert (loader.rank, loader.world_size) == (1, 2)
-
-
 def test_many_parts_in_several_processes_keep_order(tmp_path, small_tokenizer_dir, small_tokenizer, monkeypatch):
-    from slmkit.data import document_parts
-    from slmkit.data.synthetic import generate_stories
+    from slmkit.data.prepare import document_parts
+    from slmkit.data.sources import generate_stories
 
     monkeypatch.setattr(document_parts, "BATCHES_PER_PART", 2)  # 7 parts of 2 x 16 documents
     manifest = run_prepare(tmp_path / "out", small_tokenizer_dir, [
@@ -163,10 +82,10 @@ def test_small_read_blocks_and_removed_documents_keep_the_round_trip(tmp_path, s
                                                                      monkeypatch):
     """Shards are gathered from the parts in bounded blocks; documents removed by dedup or sent to the
     other split leave holes that the gather must skip."""
-    from slmkit.data import document_parts, shards
-    from slmkit.data.synthetic import generate_stories
+    from slmkit.data.prepare import document_parts, shards
+    from slmkit.data.sources import generate_stories
 
-    from .conftest import write_jsonl
+    from ..conftest import write_jsonl
 
     monkeypatch.setattr(shards, "BLOCK_TOKENS", 300)  # a few documents per read
     monkeypatch.setattr(document_parts, "BATCHES_PER_PART", 3)
@@ -191,7 +110,7 @@ def test_small_read_blocks_and_removed_documents_keep_the_round_trip(tmp_path, s
 
 
 def test_encoders_give_the_same_ids(small_tokenizer, tinystories_valid):
-    from slmkit.data.tokenizing import BatchEncoder
+    from slmkit.data.prepare import BatchEncoder
 
     texts = [d for d in read_txt(tinystories_valid, "blank_line")][:200]
     auto = BatchEncoder(small_tokenizer, "auto")

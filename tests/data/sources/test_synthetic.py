@@ -1,7 +1,7 @@
 import re
 from collections import Counter
 
-from slmkit.data.synthetic import PROBLEMS, generate_stories
+from slmkit.data.sources.synthetic import PROBLEMS, generate_stories
 
 
 def test_same_seed_same_stories_other_seed_other_stories():

@@ -2,8 +2,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from slmkit.data import local_files
-from slmkit.data.local_files import read_files, read_txt
+from slmkit.data.sources import local_files
+from slmkit.data.sources.local_files import read_files, read_txt
 from slmkit.errors import DataError
 
 

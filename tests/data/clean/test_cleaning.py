@@ -1,4 +1,4 @@
-from slmkit.data.cleaning import DocumentCleaner, normalize
+from slmkit.data.clean.cleaning import DocumentCleaner, normalize
 from slmkit.data.config import CleanConfig
 
 PHRASE = "the little red hen found some seeds near the old barn"
@@ -40,7 +40,7 @@ def test_rules_can_be_switched_off():
 
 
 def test_real_stories_mostly_pass(tinystories_valid):
-    from slmkit.data.local_files import read_txt
+    from slmkit.data.sources import read_txt
 
     docs = list(read_txt(tinystories_valid, "blank_line"))[:500]
     cleaner = DocumentCleaner(CleanConfig(max_dup_ngram_fraction={"5": 0.3}))

@@ -8,14 +8,14 @@ import unicodedata
 import numpy as np
 import pytest
 
-from slmkit.data.cleaning import (
+from slmkit.data.clean.cleaning import (
     BatchCleaner, DocumentCleaner, _dup_ngram_fraction, _top_ngram_fraction, count_non_letters, ngram_fractions,
     normalize,
 )
+from slmkit.data.clean.words import WordBatch, WordTable, split_words
 from slmkit.data.config import CleanConfig
-from slmkit.data.local_files import read_txt
-from slmkit.data.synthetic import generate_stories
-from slmkit.data.words import WordBatch, WordTable, split_words
+from slmkit.data.sources import read_txt
+from slmkit.data.sources.synthetic import generate_stories
 
 from .test_cleaning import FILLER, GOOD, PHRASE
 

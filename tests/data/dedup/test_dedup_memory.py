@@ -7,12 +7,12 @@ import tracemalloc
 
 import numpy as np
 
-from slmkit.data import dedup, doc_flags, exact_dedup
 from slmkit.data.config import DedupConfig
-from slmkit.data.doc_flags import EXACT, NEAR
-from slmkit.data.document_parts import Part, _PartWriter
-from slmkit.data.minhash import MinHasher
-from slmkit.data.shards import plan_shards, write_shard
+from slmkit.data.dedup import dedup, doc_flags, exact_dedup
+from slmkit.data.dedup.doc_flags import EXACT, NEAR
+from slmkit.data.dedup.minhash import MinHasher
+from slmkit.data.prepare.document_parts import Part, _PartWriter
+from slmkit.data.prepare.shards import plan_shards, write_shard
 
 DOCS_PER_PART = 4096
 NEAR_EVERY, EXACT_EVERY = 97, 251  # planted: a copy of an earlier document's signature / text hash
