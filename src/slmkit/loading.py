@@ -19,8 +19,9 @@ import torch
 from slmkit.errors import CheckpointError
 from slmkit.interop.hf_config import config_from_hf
 from slmkit.interop.hf_import import import_hf, read_hf_config
-from slmkit.model.checkpoint import CONFIG_FILE, FORMAT, load_pretrained, read_config
+from slmkit.model.checkpoint import CONFIG_FILE, FORMAT, read_config
 from slmkit.model.config import ModelConfig
+from slmkit.model.decoder import Decoder
 from slmkit.quant.checkpoint import load_quantized, read_quantized_config
 
 
@@ -68,7 +69,7 @@ def load_model(path: str | os.PathLike, device: torch.device | str | None = None
     path = Path(path)
     kind = detect_format(path)
     if kind == "slmkit":
-        model = load_pretrained(path, device=device, dtype=dtype)
+        model = Decoder.from_pretrained(path, device=device, dtype=dtype)
         info = ModelInfo(path, "slmkit", model.config)
     elif kind == "quantized":
         model = load_quantized(path, device=device, dtype=dtype)

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
+from slmkit.fileio import atomic_directory, write_text_atomic
 from slmkit.interop.hf_config import config_to_hf, export_architecture
 from slmkit.interop.hf_weights import export_weights
-from slmkit.interop.safetensors_dir import SINGLE_FILE, write_safetensors
-from slmkit.model.checkpoint import copy_tokenizer_files
+from slmkit.model.checkpoint import write_model_files
 
 _DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
@@ -36,19 +34,9 @@ def export_hf(model, out_dir: str | os.PathLike, tokenizer_dir: str | os.PathLik
              for k, v in model.state_dict().items()}
     tensors = export_weights(state, model.config, arch)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        write_safetensors(tensors, tmp / SINGLE_FILE)
-        (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
-        if tokenizer_dir is not None:
-            copied = copy_tokenizer_files(Path(tokenizer_dir), tmp)
-            if "tokenizer.json" in copied and "tokenizer_config.json" not in copied:
-                (tmp / "tokenizer_config.json").write_text(
-                    json.dumps({"tokenizer_class": "PreTrainedTokenizerFast"}, indent=2) + "\n", encoding="utf-8")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_directory(out_dir) as tmp:
+        write_model_files(tmp, tensors, hf_config, tokenizer_dir)
+        if (tmp / "tokenizer.json").is_file() and not (tmp / "tokenizer_config.json").is_file():
+            write_text_atomic(tmp / "tokenizer_config.json",
+                              json.dumps({"tokenizer_class": "PreTrainedTokenizerFast"}, indent=2) + "\n")
     return out_dir

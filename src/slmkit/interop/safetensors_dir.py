@@ -1,5 +1,5 @@
 """Reading a Hugging Face weights directory (one `model.safetensors`, or shards listed in
-`model.safetensors.index.json`) lazily, tensor by tensor, and writing one back."""
+`model.safetensors.index.json`) lazily, tensor by tensor."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from slmkit.errors import CheckpointError
 
@@ -59,8 +58,3 @@ class TensorSource:
     def leftover(self, ignorable: tuple[str, ...] = ()) -> list[str]:
         """Names never taken, except those ending with one of `ignorable` (buffers old checkpoints carry)."""
         return sorted(n for n in self.file_of if n not in self.taken and not n.endswith(ignorable))
-
-
-def write_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """One file; HF wants metadata format=pt and contiguous, unshared tensors."""
-    save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, str(path), metadata={"format": "pt"})

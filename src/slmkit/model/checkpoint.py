@@ -1,10 +1,16 @@
-"""Our checkpoint format: a directory holding
+"""Our checkpoint format, and the one writer of model directories.
+
+A model directory holds
 
     model.safetensors      the weights (a tied head is stored once, as embed.weight)
     config.json            the ModelConfig fields plus "format": "slmkit" and "format_version"
     tokenizer.json, ...    the tokenizer files, copied through when given
 
-Writing is atomic (a temporary sibling directory, then a rename), and loading never unpickles.
+`write_model_files` writes those three things (each file atomically) for every kind of model directory
+slmkit produces: `save_pretrained`, training checkpoints and the run's final model (slmkit.train),
+quantized checkpoints (slmkit.quant) and Hugging Face exports (slmkit.interop), which differ only in
+their tensors and config.json. `save_model_directory` writes a whole directory atomically (a temporary
+sibling, then a rename). Loading never unpickles.
 """
 
 from __future__ import annotations
@@ -12,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -20,7 +25,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from slmkit.errors import CheckpointError
+from slmkit.fileio import atomic_directory, atomic_file, write_text_atomic
 from slmkit.model.config import ModelConfig
+from slmkit.model.positions import rope_inverse_frequencies
 
 FORMAT = "slmkit"
 FORMAT_VERSION = 1
@@ -31,39 +38,62 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "merges.txt", "generation_config.json", "chat_template.jinja")
 
 
+def write_model_files(directory: str | os.PathLike, tensors: dict[str, torch.Tensor], config: dict,
+                      tokenizer_dir: str | os.PathLike | None = None, metadata: dict[str, str] | None = None) -> None:
+    """model.safetensors (`tensors`, metadata format=pt plus `metadata`), config.json (`config`) and the
+    tokenizer files of `tokenizer_dir` into an existing `directory`, each file atomically."""
+    directory = Path(directory)
+    with atomic_file(directory / WEIGHTS_FILE) as tmp:
+        save_file(_unshared(tensors), str(tmp), metadata={"format": "pt", **(metadata or {})})
+    write_text_atomic(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+    if tokenizer_dir is not None and Path(tokenizer_dir).resolve() != directory.resolve():
+        copy_tokenizer_files(Path(tokenizer_dir), directory)
+
+
+def save_model_directory(directory: str | os.PathLike, tensors: dict[str, torch.Tensor], config: dict,
+                         tokenizer_dir: str | os.PathLike | None = None,
+                         metadata: dict[str, str] | None = None) -> Path:
+    """Write a whole model directory atomically, replacing `directory` if it exists."""
+    with atomic_directory(directory) as tmp:
+        write_model_files(tmp, tensors, config, tokenizer_dir, metadata)
+    return Path(directory)
+
+
+def slmkit_config(config: ModelConfig) -> dict:
+    """config.json of our format."""
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, **config.to_dict()}
+
+
 def save_pretrained(model, directory: str | os.PathLike, tokenizer_dir: str | os.PathLike | None = None) -> Path:
     """Write `model` (a Decoder) to `directory`, replacing it whole if it exists.
 
     tokenizer_dir: a directory whose tokenizer files are copied in (default: keep the ones already in
     `directory`, so re-saving a checkpoint does not lose its tokenizer).
     """
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    source_tokenizer = Path(tokenizer_dir) if tokenizer_dir is not None else directory
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-    try:
-        save_file(model_tensors(model), str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
-        config = {"format": FORMAT, "format_version": FORMAT_VERSION, **model.config.to_dict()}
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        copy_tokenizer_files(source_tokenizer, tmp)
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return directory
+    source_tokenizer = tokenizer_dir if tokenizer_dir is not None else directory
+    return save_model_directory(directory, model_tensors(model), slmkit_config(model.config), source_tokenizer)
 
 
-def model_tensors(model) -> dict[str, torch.Tensor]:
-    """The state dict as safetensors wants it: contiguous, detached, each storage once (tied head dropped)."""
-    state = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
+def model_tensors(model, state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The state dict (default: `model`'s) as our format stores it: detached, on the CPU, the tied
+    head dropped (it is embed.weight)."""
+    state = model.state_dict() if state is None else state
+    tensors = {name: t.detach().cpu() for name, t in state.items()}
     if model.config.tie_embeddings:
-        state.pop("head.weight", None)
-    return state
+        tensors.pop("head.weight", None)
+    return tensors
+
+
+def _unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Contiguous tensors, each storage once (safetensors refuses tensors that share memory)."""
+    out, storages = {}, set()
+    for name, t in tensors.items():
+        t = t.detach().contiguous()
+        if t.numel() and t.untyped_storage().data_ptr() in storages:
+            t = t.clone()
+        storages.add(t.untyped_storage().data_ptr())
+        out[name] = t
+    return out
 
 
 def copy_tokenizer_files(source: Path, destination: Path) -> list[str]:
@@ -71,7 +101,8 @@ def copy_tokenizer_files(source: Path, destination: Path) -> list[str]:
     if source.is_dir():
         for name in TOKENIZER_FILES:
             if (source / name).is_file():
-                shutil.copy2(source / name, destination / name)
+                with atomic_file(destination / name) as tmp:
+                    shutil.copy2(source / name, tmp)
                 copied.append(name)
     return copied
 
@@ -96,21 +127,13 @@ def read_config(directory: str | os.PathLike) -> ModelConfig:
         raise CheckpointError(f"{path}: {e}") from None
 
 
-def load_pretrained(directory: str | os.PathLike, device=None, dtype: torch.dtype | None = None):
-    """Build a Decoder from one of our checkpoint directories (weights via safetensors only)."""
-    from slmkit.model.decoder import Decoder
-
-    directory = Path(directory)
-    config = read_config(directory)
-    weights = directory / WEIGHTS_FILE
+def read_weights(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a directory's model.safetensors (never unpickles)."""
+    weights = Path(directory) / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"{directory} has no {WEIGHTS_FILE}")
-    with torch.device("meta"):
-        model = Decoder(config)
     with safe_open(str(weights), framework="pt") as f:
-        tensors = {name: f.get_tensor(name) for name in f.keys()}
-    load_tensors(model, tensors, source=str(weights))
-    return model.to(device=device, dtype=dtype) if (device or dtype) else model
+        return {name: f.get_tensor(name) for name in f.keys()}
 
 
 def load_tensors(model, tensors: dict[str, torch.Tensor], source: str) -> None:
@@ -140,7 +163,7 @@ def load_tensors(model, tensors: dict[str, torch.Tensor], source: str) -> None:
     model.load_state_dict(state, assign=True)
     if model.config.tie_embeddings:
         model.head.weight = model.embed.weight  # assign=True replaced the parameter objects; re-tie them
-    _materialise_buffers(model)
+    materialise_buffers(model)
 
 
 def model_tensors_shapes(model) -> dict[str, torch.Size]:
@@ -150,9 +173,7 @@ def model_tensors_shapes(model) -> dict[str, torch.Size]:
     return shapes
 
 
-def _materialise_buffers(model) -> None:
+def materialise_buffers(model) -> None:
     """Non-persistent buffers (RoPE frequencies) are computed, not stored: rebuild any left on meta."""
-    from slmkit.model.positions import rope_inverse_frequencies
-
     if model.rope is not None and model.rope.inv_freq.is_meta:
         model.rope.inv_freq = rope_inverse_frequencies(model.config)[0]

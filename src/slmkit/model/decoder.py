@@ -19,7 +19,9 @@ from torch.utils.checkpoint import checkpoint
 
 from slmkit.errors import SlmError
 from slmkit.model.block import Block
+from slmkit.model.checkpoint import load_tensors, read_config, read_weights, save_pretrained
 from slmkit.model.config import ModelConfig
+from slmkit.model.counting import count_parameters
 from slmkit.model.kv_cache import KVCache, padded_causal_mask
 from slmkit.model.loss import chunked_cross_entropy, cross_entropy
 from slmkit.model.moe import Experts, load_balancing_loss, router_z_loss
@@ -153,19 +155,18 @@ class Decoder(nn.Module):
     # --- conveniences -----------------------------------------------------------------------------
     def num_parameters(self, non_embedding: bool = False) -> int:
         """Distinct parameters (a tied head counts once); non_embedding drops token/position tables and head."""
-        from slmkit.model.counting import count_parameters
-
         return count_parameters(self.config)["non_embedding" if non_embedding else "total"]
 
     def save_pretrained(self, directory, tokenizer_dir=None) -> None:
         """Write our checkpoint directory (see checkpoint.py)."""
-        from slmkit.model.checkpoint import save_pretrained
-
         save_pretrained(self, directory, tokenizer_dir=tokenizer_dir)
 
     @classmethod
     def from_pretrained(cls, directory, device=None, dtype=None) -> "Decoder":
-        """Load our checkpoint directory (never unpickles; see checkpoint.py)."""
-        from slmkit.model.checkpoint import load_pretrained
-
-        return load_pretrained(directory, device=device, dtype=dtype)
+        """Load our checkpoint directory (weights via safetensors only; nothing is unpickled)."""
+        config = read_config(directory)
+        tensors = read_weights(directory)
+        with torch.device("meta"):
+            model = cls(config)
+        load_tensors(model, tensors, source=str(directory))
+        return model.to(device=device, dtype=dtype) if (device or dtype) else model

@@ -8,7 +8,7 @@ A checkpoint is a directory `RUN/checkpoints/step_00001000/` holding
     run_config.yaml     the resolved RunConfig
     trainer_state.json  step, tokens, data-loader state, metrics, and each file's size and sha256
 
-It is written under `.tmp-step_...` and renamed when complete, and trainer_state.json (written last)
+It is written under a temporary name and renamed when complete (fileio.atomic_directory), and trainer_state.json (written last)
 lists every file's checksum, so a half-written or corrupted checkpoint is recognised and skipped by
 `resume=auto`. Model and optimizer state use full (unsharded) tensors keyed by parameter name, so a
 checkpoint from one process, DDP or FSDP resumes under any of them; `_orig_mod.` (torch.compile)
@@ -18,7 +18,6 @@ and `module.` (DDP) prefixes are stripped on load.
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import shutil
@@ -27,12 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from slmkit.config import save_config
 from slmkit.errors import CheckpointError
-from slmkit.model.checkpoint import CONFIG_FILE, FORMAT, FORMAT_VERSION, WEIGHTS_FILE, copy_tokenizer_files
-from slmkit.fileio import sha256_file
+from slmkit.fileio import atomic_directory, is_temporary, sha256_file, write_json_atomic
+from slmkit.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, slmkit_config, write_model_files
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.json"
@@ -94,34 +92,27 @@ def checkpoint_name(step: int) -> str:
     return f"step_{step:08d}"
 
 
-def write_model_files(directory: Path, model_state: dict, model_config, tokenizer_dir: Path | None) -> None:
-    """model.safetensors + config.json (+ tokenizer files) into an existing directory, each file atomically."""
-    tensors = {name: t.detach().contiguous().cpu() for name, t in strip_prefixes(model_state).items()}
+def write_final_model(directory: Path, model_state: dict, model_config, tokenizer_dir: Path | None) -> None:
+    """The model files (model.safetensors, config.json, tokenizer) into an existing directory (the run's
+    own, or a checkpoint being written), each file atomically, by the one model-directory writer."""
+    state = strip_prefixes(model_state)
+    tensors = {name: t.detach().cpu() for name, t in state.items()}
     if model_config.tie_embeddings:
         tensors.pop("head.weight", None)
-    tmp = directory / (WEIGHTS_FILE + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, directory / WEIGHTS_FILE)
-    config = {"format": FORMAT, "format_version": FORMAT_VERSION, **model_config.to_dict()}
-    tmp = directory / (CONFIG_FILE + ".tmp")
-    tmp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, directory / CONFIG_FILE)
-    if tokenizer_dir is not None:
-        copy_tokenizer_files(Path(tokenizer_dir), directory)
+    write_model_files(directory, tensors, slmkit_config(model_config), tokenizer_dir)
 
 
 def save_checkpoint(run_dir: Path, step: int, model_state: dict, optimizer_state: dict, rng_states: list,
                     trainer_state: dict, run_config, model_config, tokenizer_dir: Path | None,
                     scaler_state: dict | None = None) -> Path:
-    """Write checkpoint `step` atomically (rank 0 only); returns its directory."""
-    root = Path(run_dir) / CHECKPOINTS
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / checkpoint_name(step)
-    tmp = root / f".tmp-{checkpoint_name(step)}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        write_model_files(tmp, model_state, model_config, tokenizer_dir)
+    """Write checkpoint `step` atomically (rank 0 only); returns its directory.
+
+    trainer_state.json, written last inside the temporary directory, lists every file's size and sha256.
+    """
+    final = Path(run_dir) / CHECKPOINTS / checkpoint_name(step)
+    # (re-saving the same step, e.g. at the end of a run right after a periodic save, replaces it)
+    with atomic_directory(final) as tmp:
+        write_final_model(tmp, model_state, model_config, tokenizer_dir)
         torch.save({"optimizer": optimizer_state, "scaler": scaler_state}, tmp / OPTIMIZER_FILE)
         torch.save({"ranks": rng_states}, tmp / RNG_FILE)
         save_config(run_config, tmp / "run_config.yaml")
@@ -130,28 +121,8 @@ def save_checkpoint(run_dir: Path, step: int, model_state: dict, optimizer_state
             if path.is_file():
                 files[path.name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
         state = {"format": "slmkit-trainer-state/1", "step": step, **trainer_state, "files": files}
-        (tmp / STATE_FILE).write_text(json.dumps(state, indent=1), encoding="utf-8")
-        _fsync_dir(tmp)
-        if final.exists():  # re-saving the same step (e.g. end of run right after a periodic save)
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        _fsync_dir(root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        write_json_atomic(tmp / STATE_FILE, state)
     return final
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # --- finding and validating ------------------------------------------------------------------------
@@ -254,11 +225,12 @@ def prune_checkpoints(run_dir: Path, keep_last: int, keep_best: bool) -> list[Pa
 
 
 def remove_stale_temporaries(run_dir: Path) -> None:
+    """Delete what a killed writer left in RUN/checkpoints (fileio's temporary names)."""
     root = Path(run_dir) / CHECKPOINTS
     if root.is_dir():
         for path in root.iterdir():
-            if path.name.startswith(".tmp-"):
-                shutil.rmtree(path, ignore_errors=True)
+            if is_temporary(path):
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
 
 
 # --- reading ---------------------------------------------------------------------------------------
