@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from slmkit.data import read_manifest
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "tinystories"
 STORY_BYTES = 540  # mean size of a synthetic story
@@ -48,7 +50,7 @@ def run_prepare(overrides: list[str], workers: int) -> dict:
             raise SystemExit(f"prepare failed: {err.read().decode().strip()}")
     cpu = usage.ru_utime + usage.ru_stime
     out_dir = next(o.split("=", 1)[1] for o in overrides if o.startswith("out_dir="))
-    manifest = json.loads((Path(out_dir) / "manifest.json").read_text())
+    manifest = read_manifest(out_dir).data
     mb = manifest["input"]["bytes"] / 1e6
     return {"input_mb": round(mb, 2), "docs": manifest["input"]["docs"], "seconds": round(seconds, 2),
             "mb_per_s": round(mb / seconds, 3), "cpu_seconds": round(cpu, 2), "mb_per_cpu_s": round(mb / cpu, 3),

@@ -22,7 +22,7 @@ def finished_run(data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("ckpt") / "run"
     cfg = run_config(data_dir, out, max_steps=6, checkpoint_every=2, keep_last=5, keep_best=False)
     train_data, _ = build_loaders(cfg, data_dir, None, 1)
-    Trainer(cfg, build_model(cfg, None), train_data, **QUIET).fit()
+    Trainer(cfg, build_model(cfg), train_data, **QUIET).fit()
     return out
 
 
@@ -91,7 +91,7 @@ def test_resume_auto_continues_from_the_valid_one(data_dir, run_dir):
     path.write_bytes(b"garbage")
     cfg = run_config(data_dir, run_dir, max_steps=6, checkpoint_every=2, keep_last=5, keep_best=False, resume="auto")
     train_data, _ = build_loaders(cfg, data_dir, None, 1)
-    trainer = Trainer(cfg, build_model(cfg, None), train_data, **QUIET)
+    trainer = Trainer(cfg, build_model(cfg), train_data, **QUIET)
     assert trainer.step == 4 and trainer.train_data.state_dict()["step"] == 4
     expected = load_file(str(step_dir(run_dir, 4) / "model.safetensors"))
     assert torch.equal(trainer.model.embed.weight, expected["embed.weight"])
@@ -113,7 +113,7 @@ def test_compiled_run_names_are_read(data_dir, run_dir):
     (source / "trainer_state.json").write_text(json.dumps(state))
     cfg = run_config(data_dir, run_dir, max_steps=6, resume=str(source))
     train_data, _ = build_loaders(cfg, data_dir, None, 1)
-    trainer = Trainer(cfg, build_model(cfg, None), train_data, **QUIET)
+    trainer = Trainer(cfg, build_model(cfg), train_data, **QUIET)
     assert trainer.step == 4
     assert torch.equal(trainer.model.blocks[0].attn.q_proj.weight, weights["blocks.0.attn.q_proj.weight"])
     p = trainer.model.blocks[0].attn.q_proj.weight

@@ -18,7 +18,7 @@ QUIET = dict(log=lambda *a, **k: None)
 def make_trainer(data_dir, out_dir, loss_fn=None, **train):
     cfg = run_config(data_dir, out_dir, **train)
     train_data, _ = build_loaders(cfg, data_dir, None, 1)
-    return Trainer(cfg, build_model(cfg, None), train_data, loss_fn=loss_fn, **QUIET)
+    return Trainer(cfg, build_model(cfg), train_data, loss_fn=loss_fn, **QUIET)
 
 
 def weights(trainer) -> dict[str, torch.Tensor]:
@@ -60,7 +60,7 @@ def test_accumulation_equals_big_batch(data_dir, tmp_path, source):
     for accum, rows in ((4, 2), (1, 8)):
         cfg = run_config(data_dir, tmp_path / f"run{accum}", grad_accum=accum, batch_size=rows, max_steps=3,
                          warmup_steps=0, grad_clip=0.5)
-        model = build_model(cfg, None)
+        model = build_model(cfg)
         data = MaskedBatches(8, cfg.model.vocab_size) if source == "masked" else build_loaders(cfg, data_dir, None, 1)[0]
         trainer = Trainer(cfg, model, data, **QUIET)
         losses = [trainer.train_step()["loss"] for _ in range(3)]

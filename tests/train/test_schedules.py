@@ -53,7 +53,7 @@ def test_lr_steps_once_per_optimizer_step(data_dir, tmp_path):
 
     cfg = run_config(data_dir, tmp_path / "run", grad_accum=4, batch_size=1, max_steps=6, warmup_steps=4)
     train_data, _ = build_loaders(cfg, data_dir, None, 1)
-    trainer = Trainer(cfg, build_model(cfg, None), train_data, log=lambda *a: None)
+    trainer = Trainer(cfg, build_model(cfg), train_data, log=lambda *a: None)
     seen = [trainer.train_step()["lr"] for _ in range(6)]
     schedule = make_schedule(cfg.train)
     assert seen == pytest.approx([schedule(i) for i in range(6)])
@@ -67,7 +67,7 @@ def test_time_schedule_reaches_the_floor_by_the_deadline(data_dir, tmp_path):
 
     cfg = run_config(data_dir, tmp_path / "run", max_steps=100, warmup_steps=10, max_minutes=1.0, time_schedule=True)
     train_data, _ = build_loaders(cfg, data_dir, None, 1)
-    trainer = Trainer(cfg, build_model(cfg, None), train_data, log=lambda *a: None)
+    trainer = Trainer(cfg, build_model(cfg), train_data, log=lambda *a: None)
     schedule = make_schedule(cfg.train)
     trainer.step, trainer.train_seconds = 20, 30.0  # half the time used, a fifth of the steps
     assert trainer.train_step()["lr"] == pytest.approx(schedule(50))

@@ -67,6 +67,10 @@ class Manifest:
             raise DataError(f"{self.directory}: no '{split}' split (has: {', '.join(splits)})")
         return splits[split]["shards"]
 
+    def split_tokens(self, split: str) -> int:
+        """Tokens in `split`; 0 when the directory has no such split."""
+        return int(self.data["splits"].get(split, {}).get("tokens", 0))
+
     def shard_path(self, shard: dict) -> Path:
         return self.directory / shard["file"]
 

@@ -6,20 +6,23 @@ The `model:` section is a `ModelConfig`; it may name a preset (`preset: tiny`) w
 what the section leaves out, and `vocab_size` defaults to the prepared data's tokenizer. The `data:`
 section is the `DataConfig` of `slm prepare`: training reads its `out_dir`, and prepares it first
 when `train.prepare_if_missing` is set. The resolved config (preset expanded) is what a run saves.
+
+`read_recipe` reads the file once and checks every section; the data's vocabulary is applied to the
+result afterwards (`Recipe.for_data`), so `slm train` can prepare the data in between.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 from slmkit.config import apply_overrides, from_dict, read_yaml
-from slmkit.data.config import DataConfig
+from slmkit.data import DataConfig, manifest_exists, read_manifest
 from slmkit.errors import ConfigError
 from slmkit.model.config import ModelConfig
+from slmkit.model.presets import preset
 
 DEFAULT_PROMPTS = ["Once upon a time", "The little dog", "One day, a girl named Lily"]
 
@@ -145,45 +148,62 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-def resolve_model_section(section: dict | None, data_dir: str | os.PathLike | None) -> dict:
-    """Expand `preset: NAME` into the preset's fields (the section's own keys win) and default
-    `vocab_size` to the prepared data's tokenizer when the section does not set it."""
-    from slmkit.model.presets import preset
+@dataclass
+class Recipe:
+    """A recipe read once: every section typed and checked (`config`), and whether the model's
+    vocab_size is left to the data (the model section does not set it; a preset's does not count)."""
 
+    config: RunConfig
+    vocab_from_data: bool
+
+    def for_data(self, vocab_size: int | None) -> RunConfig:
+        """The run config with model.vocab_size = `vocab_size` (the prepared data's tokenizer's) where
+        the recipe leaves it to the data; unchanged when `vocab_size` is None (no data yet)."""
+        if vocab_size is None or not self.vocab_from_data:
+            return self.config
+        model = dataclasses.replace(self.config.model, vocab_size=vocab_size)
+        return dataclasses.replace(self.config, model=model)
+
+
+def resolve_model_section(section: dict | None) -> dict:
+    """Expand `preset: NAME` into the preset's fields (the section's own keys win)."""
     section = dict(section or {})
     name = section.pop("preset", None)
-    base: dict = {}
-    if name is not None:
-        base = preset(str(name)).to_dict()
-    if "vocab_size" not in section and data_dir is not None:
-        vocab = manifest_vocab_size(data_dir)
-        if vocab is not None:
-            section["vocab_size"] = vocab
+    base = preset(str(name)).to_dict() if name is not None else {}
     return {**base, **section}
 
 
-def manifest_vocab_size(data_dir: str | os.PathLike) -> int | None:
-    path = Path(data_dir) / "manifest.json"
-    try:
-        return int(json.loads(path.read_text(encoding="utf-8"))["tokenizer"]["vocab_size"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def run_config_from_dict(data: dict) -> RunConfig:
+def recipe_from_dict(data: dict) -> Recipe:
     data = dict(data)
     unknown = sorted(set(data) - {"model", "data", "train"})
     if unknown:
         raise ConfigError(f"unknown config section '{unknown[0]}' (sections: model, data, train)")
-    data_dir = (data.get("data") or {}).get("out_dir", DataConfig().out_dir)
     if not isinstance(data.get("model", {}), (dict, type(None))):
         raise ConfigError("model: expected a mapping (e.g. preset: tiny)")
-    data["model"] = resolve_model_section(data.get("model"), data_dir)
-    return from_dict(RunConfig, data)
+    vocab_from_data = "vocab_size" not in (data.get("model") or {})
+    data["model"] = resolve_model_section(data.get("model"))
+    return Recipe(from_dict(RunConfig, data), vocab_from_data)
+
+
+def read_recipe(path: str | os.PathLike | None = None, overrides: list[str] = ()) -> Recipe:
+    """Read a recipe (the file, once), apply dotted overrides, expand the model preset, check every section."""
+    data = read_yaml(path) if path else {}
+    return recipe_from_dict(apply_overrides(data, list(overrides)))
+
+
+def prepared_vocab_size(data_dir: str | os.PathLike) -> int | None:
+    """The vocabulary of the data prepared in `data_dir`; None when it is not prepared yet."""
+    return read_manifest(data_dir).vocab_size if manifest_exists(data_dir) else None
+
+
+def run_config_from_dict(data: dict) -> RunConfig:
+    """A recipe given as a dict, resolved as `load_run_config` resolves a file."""
+    recipe = recipe_from_dict(data)
+    return recipe.for_data(prepared_vocab_size(recipe.config.data.out_dir))
 
 
 def load_run_config(path: str | os.PathLike | None = None, overrides: list[str] = ()) -> RunConfig:
-    """Read a recipe, apply dotted overrides, expand the model preset, validate every section."""
-    data = read_yaml(path) if path else {}
-    data = apply_overrides(data, list(overrides))
-    return run_config_from_dict(data)
+    """Read a recipe, apply dotted overrides, expand the model preset, validate every section; the
+    model's vocab_size defaults to the tokenizer of the data when that is already prepared."""
+    recipe = read_recipe(path, overrides)
+    return recipe.for_data(prepared_vocab_size(recipe.config.data.out_dir))
