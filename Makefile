@@ -30,6 +30,7 @@ browser:
 	  else echo "the playground test needs Chromium: install the 'chromium' package" >&2; exit 1; fi; }
 
 test: $(STAMP) browser
+	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/python -m pytest -q tests
 
 bench: $(STAMP)

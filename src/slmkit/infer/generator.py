@@ -17,9 +17,11 @@ from dataclasses import fields
 import torch
 
 from slmkit.errors import SlmError
-from slmkit.infer.engine import BatchGenerator, Completion, eos_ids_for
+from slmkit.infer.engine import BatchGenerator, Completion, ContextLengthError, eos_ids_for
 from slmkit.infer.runner import ModelRunner
 from slmkit.infer.sampling import SamplingParams
+from slmkit.loading import load_model
+from slmkit.tokenizer import load_tokenizer
 
 _PARAM_NAMES = {f.name for f in fields(SamplingParams)}
 
@@ -37,13 +39,9 @@ def make_params(params: SamplingParams | None = None, **kwargs) -> SamplingParam
 
 def load_for_inference(path: str | os.PathLike, device=None, dtype: torch.dtype | None = None):
     """(model, tokenizer or None, eos ids) from a run directory, an HF directory or a quantized checkpoint."""
-    from slmkit.loading import load_model
-
     model, info = load_model(path, device=device, dtype=dtype)
     tokenizer = None
     if info.tokenizer_path is not None:
-        from slmkit.tokenizer import load_tokenizer
-
         tokenizer = load_tokenizer(info.tokenizer_path.parent)
     return model, tokenizer, eos_ids_for(tokenizer, info)
 
@@ -75,8 +73,6 @@ class Generator:
 
     def check_prompt(self, ids: list[int]) -> None:
         """ContextLengthError unless the prompt leaves room for at least one new token."""
-        from slmkit.infer.engine import ContextLengthError
-
         if len(ids) >= self.context_length:
             raise ContextLengthError(f"the prompt has {len(ids)} tokens but the context window is "
                                      f"{self.context_length} tokens (including room for one new token); "

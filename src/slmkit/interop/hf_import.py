@@ -12,6 +12,7 @@ from slmkit.interop.hf_config import config_from_hf, hf_architecture
 from slmkit.interop.hf_weights import import_weights
 from slmkit.interop.safetensors_dir import TensorSource
 from slmkit.model.checkpoint import load_tensors
+from slmkit.model.decoder import Decoder
 
 
 def read_hf_config(directory: str | Path) -> dict:
@@ -30,8 +31,6 @@ def import_hf(directory: str | Path, device=None, dtype: torch.dtype | None = No
     Weights are converted to float32 unless `dtype` is given. Missing, unexpected or mis-shaped tensors
     raise CheckpointError naming the tensor.
     """
-    from slmkit.model.decoder import Decoder
-
     directory = Path(directory)
     hf = read_hf_config(directory)
     arch = hf_architecture(hf)

@@ -123,9 +123,6 @@ class Scheduler:
     def closed(self) -> bool:
         return self._closed
 
-    def idle(self) -> bool:
-        return not self._inbox and not self._active
-
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop the loop; sequences not finished by then get an error event."""
         with self._cond:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+import slmkit
 from slmkit.errors import ConfigError
 
 METRICS = "metrics.jsonl"
@@ -120,8 +121,6 @@ def plot_curves(run_dir: Path) -> Path | None:
 
 def run_info(device: torch.device, world_size: int, extra: dict | None = None) -> dict:
     """What the run ran on: git commit, package versions, hardware."""
-    import slmkit
-
     info = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "command": " ".join(sys.argv),
