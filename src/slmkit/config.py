@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import yaml
 
 from slmkit.errors import ConfigError
+from slmkit.fileio import write_text_atomic
 
 T = TypeVar("T")
 
@@ -186,6 +187,4 @@ def save_config(obj: Any, path: str | os.PathLike) -> None:
     """Write the resolved config as YAML, atomically (temporary name, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(obj), sort_keys=False), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, yaml.safe_dump(to_dict(obj), sort_keys=False))
