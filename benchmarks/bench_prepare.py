@@ -57,7 +57,8 @@ def run_prepare(overrides: list[str], workers: int) -> dict:
             "cores_used": round(cpu / seconds, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
             "stage_seconds": manifest["input"].get("stage_seconds"),
             "encoder_batches": manifest["input"].get("encoder_batches"),
-            "train_tokens": manifest["splits"]["train"]["tokens"], "candidate_pairs": manifest["dedup"]["candidate_pairs"],
+            "train_tokens": manifest["splits"]["train"]["tokens"],
+            "candidate_pairs": manifest["dedup"]["candidate_pairs"],
             "verified_pairs": manifest["dedup"].get("verified_pairs", 0),
             "near_removed": manifest["dedup"]["near_removed"], "exact_removed": manifest["dedup"]["exact_removed"]}
 
@@ -126,7 +127,8 @@ def main() -> None:
         for fraction in map(float, args.fractions.split(",")):
             mb = args.synthetic_mb * fraction
             cases[f"synthetic:{mb:g}MB"] = base + [
-                f"sources={{text: {{kind: synthetic, limit: {int(mb * 1e6 / STORY_BYTES)}}}}}", f"out_dir={tmp}/syn{mb:g}"]
+                f"sources={{text: {{kind: synthetic, limit: {int(mb * 1e6 / STORY_BYTES)}}}}}",
+                f"out_dir={tmp}/syn{mb:g}"]
         for name, overrides in cases.items():
             print(f"{name} ...", flush=True)
             results["cases"][name] = run_prepare(overrides, args.workers)

@@ -13,7 +13,6 @@ from slmkit.config import load_config
 from slmkit.data import DataConfig, prepare
 from slmkit.data.sources import generate_stories
 from slmkit.tokenizer import load_tokenizer, train_bpe_from_texts
-from tests.conftest import SHARED_DATA as SHARED
 
 
 @pytest.fixture(scope="session")

@@ -40,7 +40,6 @@ def test_eval_windows_cover_every_token_exactly_once(prepared):
                 mask = y != -100
                 assert torch.equal(x[:, 1:][mask[:, 1:]], y[:, :-1][mask[:, 1:]])  # y is x shifted
                 seen.append(y[mask].numpy())
-        starts = []  # which targets: rebuild the position of each window's targets
         got = np.concatenate(seen)
         assert len(got) == len(tokens) - 1
         assert sorted(got.tolist()) == sorted(tokens[1:].tolist())

@@ -29,8 +29,9 @@ def new_tokenizer(tmp_path_factory):
 
 def unprepared_recipe(path, tokenizer_dir, run_dir, model=None):
     """A tiny recipe whose data section points at an empty directory (prepared by `slm train`)."""
-    data = {"out_dir": str(path.parent / "data"), "progress": False, "workers": 1, "tokenizer": {"path": str(tokenizer_dir)},
-            "sources": {"stories": {"kind": "synthetic", "limit": 300, "seed": 5}}, "val_fraction": 0.05}
+    data = {"out_dir": str(path.parent / "data"), "progress": False, "workers": 1,
+            "tokenizer": {"path": str(tokenizer_dir)}, "val_fraction": 0.05,
+            "sources": {"stories": {"kind": "synthetic", "limit": 300, "seed": 5}}}
     train_section = dict(out_dir=str(run_dir), batch_size=2, seq_len=32, max_steps=2, warmup_steps=1, eval_every=0,
                          eval_windows=4, checkpoint_every=0, log_every=1, progress=False, tensorboard=False,
                          plots=False, sample_tokens=0, prepare_if_missing=True)

@@ -88,7 +88,7 @@ class Manifest:
                 )
             if checksums and sha256_file(path) != shard["sha256"]:
                 raise DataError(
-                    f"shard {path} is corrupt (sha256 differs from manifest.json); delete it and run 'slm prepare' again"
+                    f"shard {path} is corrupt (sha256 differs from {MANIFEST}); delete it and run 'slm prepare' again"
                 )
 
     def check_tokenizer(self, tokenizer_or_fingerprint) -> None:

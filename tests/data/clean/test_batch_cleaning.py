@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 
 from slmkit.data.clean.cleaning import (
-    BatchCleaner, DocumentCleaner, _dup_ngram_fraction, _top_ngram_fraction, count_non_letters, ngram_fractions,
+    BatchCleaner,
+    DocumentCleaner,
+    _dup_ngram_fraction,
+    _top_ngram_fraction,
+    count_non_letters,
+    ngram_fractions,
     normalize,
 )
 from slmkit.data.clean.words import WordBatch, WordTable, split_words
@@ -52,7 +57,8 @@ def test_normalize_and_word_split_match_the_references():
     for text in texts:
         assert normalize(text) == normalize_reference(text), repr(text)
         words = split_words(text)
-        assert [w.decode() if isinstance(w, bytes) else w for w in words] == re.findall(r"\w+", text.lower()), repr(text)
+        decoded = [w.decode() if isinstance(w, bytes) else w for w in words]
+        assert decoded == re.findall(r"\w+", text.lower()), repr(text)
         assert count_non_letters(text) == len(_NON_LETTER.findall(text)), repr(text)
 
 

@@ -34,11 +34,10 @@ def test_round_trip_gives_back_the_cleaned_documents(prepared, tinystories_train
 def test_dtype_follows_vocabulary_size(tmp_path, tinystories_valid):
     assert token_dtype(65_535) == np.uint16 and token_dtype(65_536) == np.uint32 and token_dtype(512) == np.uint16
     from slmkit.tokenizer import load_tokenizer
+    from tests.conftest import SHARED_DATA
 
-    from ..conftest import SHARED
-
-    qwen = SHARED / "qwen3-tokenizer"
-    manifest = run_prepare(tmp_path / "q", qwen, [f"sources={{s: {{kind: synthetic, limit: 40}}}}", "val_fraction=0"])
+    qwen = SHARED_DATA / "qwen3-tokenizer"
+    manifest = run_prepare(tmp_path / "q", qwen, ["sources={s: {kind: synthetic, limit: 40}}", "val_fraction=0"])
     assert manifest.dtype == np.uint32 and manifest.data["tokenizer"]["vocab_size"] == 151_669
     tok = load_tokenizer(qwen)
     docs = shard_documents(manifest, "train", tok)

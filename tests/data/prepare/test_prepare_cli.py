@@ -28,7 +28,7 @@ def test_allocator_setting_only_when_slm_prepare_owns_the_process(tmp_path, smal
 
     calls = []
     monkeypatch.setattr(heap, "large_arrays_from_mmap", lambda: calls.append(1))  # never touch this process
-    argv = ["prepare", "configs/synthetic.yaml", "sources.stories.limit=30", "tokenizer.path=" + str(small_tokenizer_dir),
+    argv = ["prepare", "configs/synthetic.yaml", "sources.stories.limit=30", f"tokenizer.path={small_tokenizer_dir}",
             "workers=1"]
     assert main(argv + [f"out_dir={tmp_path / 'a'}", "--no-progress"]) == 0
     assert calls == []

@@ -273,7 +273,8 @@ def ngram_fractions(words: WordBatch, top_ns: list[int], dup_ns: list[int]) -> t
         # start at bigrams: key = (document, word, next word)
         n = 2
         cand = np.flatnonzero(np.arange(total) + 2 <= end_of)
-        keys = (((doc_of[cand].astype(np.uint64) << np.uint64(id_bits)) | uids[cand]) << np.uint64(id_bits)) | uids[cand + 1]
+        keys = ((doc_of[cand].astype(np.uint64) << np.uint64(id_bits)) | uids[cand]) << np.uint64(id_bits)
+        keys |= uids[cand + 1]
         key_bits = doc_bits + 2 * id_bits
     else:
         n = 1

@@ -31,6 +31,7 @@ from slmkit.data.dedup.part import DedupPart
 from slmkit.data.dedup.union_find import SparseUnionFind
 from slmkit.data.heap import trim_heap
 
+
 @dataclass
 class DedupStats:
     docs_in: int = 0

@@ -240,16 +240,26 @@ def _baking(c: _Cast, rng: random.Random) -> list[str]:
 
 # each plot with the lessons that fit it
 PROBLEMS: list[tuple[Callable[[_Cast, random.Random], list[str]], list[str]]] = [
-    (_lost_thing, ["{name} learned that it is good to ask for help.", "From then on, {name} put {pos} {thing} away after playing."]),
-    (_stuck_in_tree, ["{name} learned to hold on tight on windy days.", "{name} learned that it is good to ask for help."]),
-    (_quarrel, ["From that day on, {name} always shared with friends.", "{name} learned that sharing makes playing more fun."]),
-    (_broken_thing, ["{name} learned to be careful with {pos} toys.", "{name} learned that broken things can often be fixed."]),
-    (_rain_storm, ["{name} learned that even a rainy day can be fun.", "And {name} knew that friends make bad days better."]),
-    (_scary_noise, ["{name} learned that many scary things are not scary at all.", "From then on, {name} was a little braver."]),
-    (_lost_way, ["{name} learned to stay close to home.", "{name} learned to stay calm when things go wrong."]),
-    (_friend_hurt, ["And {name} knew that friends help each other.", "{name} learned that being kind makes everyone happy."]),
-    (_new_friend, ["{name} learned that a kind word can make a new friend.", "And {name} knew that nobody should be left alone."]),
-    (_baking, ["{name} learned that it is okay to make mistakes.", "From then on, {name} was never afraid to try again."]),
+    (_lost_thing, ["{name} learned that it is good to ask for help.",
+                  "From then on, {name} put {pos} {thing} away after playing."]),
+    (_stuck_in_tree, ["{name} learned to hold on tight on windy days.",
+                     "{name} learned that it is good to ask for help."]),
+    (_quarrel, ["From that day on, {name} always shared with friends.",
+               "{name} learned that sharing makes playing more fun."]),
+    (_broken_thing, ["{name} learned to be careful with {pos} toys.",
+                    "{name} learned that broken things can often be fixed."]),
+    (_rain_storm, ["{name} learned that even a rainy day can be fun.",
+                  "And {name} knew that friends make bad days better."]),
+    (_scary_noise, ["{name} learned that many scary things are not scary at all.",
+                   "From then on, {name} was a little braver."]),
+    (_lost_way, ["{name} learned to stay close to home.",
+                "{name} learned to stay calm when things go wrong."]),
+    (_friend_hurt, ["And {name} knew that friends help each other.",
+                   "{name} learned that being kind makes everyone happy."]),
+    (_new_friend, ["{name} learned that a kind word can make a new friend.",
+                  "And {name} knew that nobody should be left alone."]),
+    (_baking, ["{name} learned that it is okay to make mistakes.",
+              "From then on, {name} was never afraid to try again."]),
 ]
 
 
