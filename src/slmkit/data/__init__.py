@@ -3,16 +3,19 @@
 The write side lives in four rooms, in the order the data flows: `sources/` (files, the hub,
 synthetic stories, mixing), `clean/`, `dedup/` and `prepare/` (stage 1 parts, shards, the
 pipeline). The read side that training uses sits here at the top and is exported from here:
-the manifest of a shard directory, the loaders, and the statistics; `DataConfig` is what
-`slm prepare` and a recipe's `data:` section hold.
+the manifest of a shard directory, the loaders, and the statistics. Shared by every room:
+`config.py` (`DataConfig`, what `slm prepare` and a recipe's `data:` section hold) and `heap.py`
+(returning freed heap to the system, used by dedup and prepare). Rooms import only earlier rooms
+and the top: sources -> clean -> dedup -> prepare.
 
     slm prepare configs/synthetic.yaml          # or, from Python:
+    from slmkit.config import load_config
     from slmkit.data import DataConfig, EvalBatches, TrainBatches, prepare, read_manifest
     manifest = prepare(load_config(DataConfig, "configs/synthetic.yaml"))
     train = TrainBatches(manifest.directory, batch_size=8, seq_len=256)
 
-Note that `slmkit.data.prepare` here is the function; the subpackage of the same name is imported
-by its full path (`from slmkit.data.prepare import prepare, plan_shards`).
+`slmkit.data.prepare` is the function here, so the subpackage of the same name is reached with
+`from slmkit.data.prepare[.module] import name` (`import slmkit.data.prepare.shards as m` fails).
 """
 
 from slmkit.data.config import CleanConfig, DataConfig, DedupConfig, MixConfig, SourceConfig, TokenizerConfig
