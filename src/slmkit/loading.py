@@ -9,7 +9,6 @@ config.json names a supported architecture (Llama, Qwen3, Qwen3-MoE, GPT-2).
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 from slmkit.errors import CheckpointError
 from slmkit.interop.hf_config import config_from_hf
 from slmkit.interop.hf_import import import_hf, read_hf_config
-from slmkit.model.checkpoint import CONFIG_FILE, FORMAT, read_config
+from slmkit.model.checkpoint import CONFIG_FILE, FORMAT, read_config, read_config_json
 from slmkit.model.config import ModelConfig
 from slmkit.model.decoder import Decoder
 from slmkit.quant.checkpoint import load_quantized, read_quantized_config
@@ -45,12 +44,7 @@ def detect_format(path: str | os.PathLike) -> str:
     if not path.is_dir():
         raise CheckpointError(f"{path} is a file; pass the model directory that holds config.json")
     config_path = path / CONFIG_FILE
-    if not config_path.is_file():
-        raise CheckpointError(f"{path} has no {CONFIG_FILE}; pass a directory written by slmkit or save_pretrained")
-    try:
-        data = json.loads(config_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{config_path} is not valid JSON: {e}") from None
+    data = read_config_json(path)
     if data.get("format") == FORMAT:
         return "slmkit"
     if data.get("format") == "slmkit-quantized":  # slmkit.quant's checkpoints

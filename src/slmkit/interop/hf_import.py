@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
-from slmkit.errors import CheckpointError
 from slmkit.interop.hf_config import config_from_hf, hf_architecture
 from slmkit.interop.hf_weights import import_weights
 from slmkit.interop.safetensors_dir import TensorSource
-from slmkit.model.checkpoint import load_tensors
+from slmkit.model.checkpoint import load_tensors, read_config_json
 from slmkit.model.decoder import Decoder
 
 
 def read_hf_config(directory: str | Path) -> dict:
-    path = Path(directory) / "config.json"
-    if not path.is_file():
-        raise CheckpointError(f"{directory} has no config.json; is it a model directory?")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path} is not valid JSON: {e}") from None
+    return read_config_json(directory)
 
 
 def import_hf(directory: str | Path, device=None, dtype: torch.dtype | None = None):

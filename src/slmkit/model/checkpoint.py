@@ -107,15 +107,25 @@ def copy_tokenizer_files(source: Path, destination: Path) -> list[str]:
     return copied
 
 
+def read_config_json(directory: str | os.PathLike) -> dict:
+    """The parsed config.json of any model directory (ours, quantized or Hugging Face)."""
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{directory} has no {CONFIG_FILE}; pass a model directory written by slmkit "
+                              "or by save_pretrained")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} holds {type(data).__name__}, not a JSON object")
+    return data
+
+
 def read_config(directory: str | os.PathLike) -> ModelConfig:
     """The ModelConfig of one of our checkpoint directories."""
     path = Path(directory) / CONFIG_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{directory} has no {CONFIG_FILE}; is it a model directory?")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path} is not valid JSON: {e}") from None
+    data = read_config_json(directory)
     if data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an slmkit checkpoint (no \"format\": \"{FORMAT}\")")
     if data.get("format_version", 1) > FORMAT_VERSION:

@@ -14,7 +14,6 @@ Unknown formats, versions or methods raise CheckpointError naming what was found
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from safetensors import safe_open
 from torch import nn
 
 from slmkit.errors import CheckpointError
-from slmkit.model.checkpoint import WEIGHTS_FILE, materialise_buffers, save_model_directory
+from slmkit.model.checkpoint import WEIGHTS_FILE, materialise_buffers, read_config_json, save_model_directory
 from slmkit.model.config import ModelConfig
 from slmkit.model.decoder import Decoder
 from slmkit.quant.linear import METHODS, Int4Linear, QuantLinear
@@ -83,10 +82,7 @@ def save_quantized(model, directory: str | os.PathLike, tokenizer_dir: str | os.
 
 def read_quantized_config(directory: str | os.PathLike) -> tuple[ModelConfig, dict]:
     path = Path(directory) / "config.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"cannot read {path}: {e}") from None
+    data = read_config_json(directory)
     if data.get("format") != QUANT_FORMAT:
         raise CheckpointError(f"{path}: format {data.get('format')!r} is not {QUANT_FORMAT!r}")
     version = data.get("format_version")
