@@ -5,7 +5,8 @@ decode path, whatever stores the weight: a float matrix, int8 / int4 codes, or a
     y = kernel.matmul(h)              # [rows, in] -> [rows, out], float32 (into `out=` when given)
     kernel.add_matmul_(x, a)          # x += a @ W^T + b in place: the residual add fused in
 
-`linear_kernel` picks, for modules that all read the same input:
+Kernels are for inference (they read detached weights); `linear_kernel` picks, for modules that all read
+the same input:
 
 - plain float32 `nn.Linear`s: `DenseKernel`, their weights concatenated into one [in, out] matrix (the
   layout CPU matrix-vector kernels read fastest when out >= in);
@@ -95,8 +96,10 @@ class ModuleKernel(LinearKernel):
         if out is None:
             parts = [m(x).float() for m in self.modules]
             return parts[0] if len(parts) == 1 else torch.cat(parts, -1)
-        for part, module in zip(out.split(self.sizes, -1), self.modules):
-            part.copy_(module(x))
+        start = 0
+        for size, module in zip(self.sizes, self.modules):
+            out.narrow(-1, start, size).copy_(module(x))
+            start += size
         return out
 
 
