@@ -122,11 +122,10 @@ class OneTokenStep:
         if max(lengths) >= cache.max_len or len(lengths) < B:
             cache.prepare(B, 1, row0)  # raises the cache's own message
         buf = self._buffers.get(B) or self._buffers.setdefault(B, _Buffers(self, B))
-        keys, keys_t, values = _row_views(cache, row0, B)
+        keys, values, keys_t, values_flat = _row_views(cache, row0, B)
         n = max(lengths) + 1
-        # Rows and key/value heads share one batch dimension of the attention matmuls (a view, no copy).
-        k_all = keys_t.narrow(4, 0, n).flatten(1, 2).unbind(0)  # [B * Hkv, D, n] per layer
-        v_all = values.narrow(3, 0, n).flatten(1, 2).unbind(0)  # [B * Hkv, n, D] per layer
+        k_all = keys_t.narrow(3, 0, n).unbind(0)  # [B * Hkv, D, n] per layer
+        v_all = values_flat.narrow(2, 0, n).unbind(0)  # [B * Hkv, n, D] per layer
         uniform = min(lengths) == n - 1
         if uniform:
             p = n - 1
@@ -231,10 +230,12 @@ class _Buffers:
 
 
 def _row_views(cache: KVCache, row0: int, B: int):
-    """(keys, keys transposed, values) of rows row0..row0+B-1 for every layer: [L, B, Hkv, max_len, D]
-    (keys transposed: [L, B, Hkv, D, max_len]), derived once per cache and kept in it."""
+    """Views of rows row0..row0+B-1 for every layer, derived once per cache and kept in it: keys and
+    values [L, B, Hkv, max_len, D], and for the attention matmuls, where rows and key/value heads share
+    one batch dimension, keys transposed [L, B * Hkv, D, max_len] and values [L, B * Hkv, max_len, D]."""
     views = cache.step_views.get((row0, B))
     if views is None:
         keys, values = cache.kv[0, :, row0:row0 + B], cache.kv[1, :, row0:row0 + B]
-        views = cache.step_views[(row0, B)] = (keys, keys.transpose(-1, -2), values)
+        views = (keys, values, keys.transpose(-1, -2).flatten(1, 2), values.flatten(1, 2))
+        cache.step_views[(row0, B)] = views
     return views
