@@ -127,8 +127,8 @@ def main() -> None:
         "fast": lambda: warm.encode_batch([text]),
         "tiktoken": lambda: enc.encode(text, allowed_special="all"),
     }, args.repeats)
-    for name, label in (("pure", "slmkit pure Python (cold cache, incl. load)"), ("fast", "slmkit fast path (tokenizers)"),
-                        ("tiktoken", "tiktoken")):
+    for name, label in (("pure", "slmkit pure Python (cold cache, incl. load)"),
+                        ("fast", "slmkit fast path (tokenizers)"), ("tiktoken", "tiktoken")):
         rows.append({"task": f"encode 2 MiB with GPT-2 vocab: {label}", "MB/s": megabytes / t[name],
                      "vs tiktoken": t["tiktoken"] / t[name]})
 

@@ -71,7 +71,9 @@ def test_ties_break_on_first_then_second_element():
 
 @settings(max_examples=150, deadline=None)
 @given(
-    words=st.dictionaries(st.binary(min_size=1, max_size=7).filter(lambda b: len(set(b)) <= 4), st.integers(1, 9), max_size=25),
+    words=st.dictionaries(
+        st.binary(min_size=1, max_size=7).filter(lambda b: len(set(b)) <= 4), st.integers(1, 9), max_size=25
+    ),
     n_merges=st.integers(0, 30),
 )
 def test_incremental_counts_equal_naive_recount(words, n_merges):
