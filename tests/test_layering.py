@@ -13,6 +13,12 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "slmkit"
 
+# Lazy imports kept for a command's start-up cost, each with its reason (the only ones allowed outside cli/).
+LAZY_FOR_STARTUP = {
+    ("slmkit/data/__init__.py", "slmkit.data.loaders"): "the loaders need torch; `slm prepare` must not load it "
+                                                       "(~1 s and ~190 MB)",
+}
+
 # Top to bottom: each layer may import the layers above it (and itself), never one below.
 LAYERS = ["errors", "fileio", "config", "tokenizer", "data", "model", "quant", "interop", "loading", "infer",
           "eval", "train", "finetune", "align", "serve", "cli", "__main__"]
@@ -87,8 +93,10 @@ def test_library_code_imports_slmkit_at_the_top():
     for module, path in all_modules().items():
         if layer_of(module) in ("cli", "__main__"):
             continue
-        hidden += [f"{path.relative_to(SRC)}:{line} imports {target} inside a function"
-                   for target, line, in_function in imports_of(path) if in_function]
+        where = str(path.relative_to(SRC))
+        hidden += [f"{where}:{line} imports {target} inside a function"
+                   for target, line, in_function in imports_of(path)
+                   if in_function and (where, target) not in LAZY_FOR_STARTUP]
     assert not hidden, "\n".join(hidden)
 
 
