@@ -54,22 +54,34 @@ def atomic_directory(directory: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary directory beside `directory`; when the block succeeds it replaces
     `directory` whole (an existing one is moved aside first, then deleted). On failure it is deleted
     and `directory` is untouched."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    tmp = temporary_sibling(directory)
     try:
         yield tmp
-        _fsync_directory(tmp)
-        if directory.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
-            os.replace(directory, old / directory.name)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
-        _fsync_directory(directory.parent)
+        publish_directory(tmp, directory)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def temporary_sibling(directory: str | os.PathLike) -> Path:
+    """A new empty directory beside `directory` to fill and then `publish_directory` (for a directory
+    written over a longer time than one `with` block, e.g. by a writer object)."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+
+
+def publish_directory(tmp: Path, directory: str | os.PathLike) -> None:
+    """Rename the filled temporary directory `tmp` to `directory`, replacing an existing one whole."""
+    directory = Path(directory)
+    _fsync_directory(tmp)
+    if directory.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
+        os.replace(directory, old / directory.name)
+        os.replace(tmp, directory)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, directory)
+    _fsync_directory(directory.parent)
 
 
 def is_temporary(path: Path) -> bool:

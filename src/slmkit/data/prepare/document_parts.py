@@ -24,7 +24,6 @@ import itertools
 import json
 import multiprocessing as mp
 import os
-import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from slmkit.data.dedup.minhash import MinHasher, lsh_bands
 from slmkit.data.heap import trim_heap
 from slmkit.data.prepare.tokenizing import BatchEncoder, load_data_tokenizer, token_dtype
 from slmkit.data.sources.mixing import document_hash, mix_sources, split_of
+from slmkit.fileio import publish_directory, temporary_sibling
 
 SPLITS = ("train", "val")
 BATCHES_PER_PART = 64
@@ -174,9 +174,7 @@ class _PartWriter:
 
     def __init__(self, path: Path, source_names: list[str], num_perm: int, bands: int):
         self.path, self.names = path, source_names
-        self.staging = path.with_name(path.name + ".tmp")
-        shutil.rmtree(self.staging, ignore_errors=True)
-        self.staging.mkdir(parents=True)
+        self.staging = temporary_sibling(path)
         self.files = {k: open(self.staging / f, "wb") for k, f in
                       (("tokens", "tokens.bin"), ("signatures", "signatures.bin"), ("bands", "bands_by_doc.bin"))}
         self.small: dict[str, list[np.ndarray]] = {k: [] for k in _SMALL}
@@ -208,7 +206,7 @@ class _PartWriter:
         (self.staging / "bands_by_doc.bin").unlink()
         self.meta["clean"] = {name: s.as_dict() for name, s in self.clean.items()}
         (self.staging / "part.json").write_text(json.dumps(self.meta))
-        self.staging.rename(self.path)
+        publish_directory(self.staging, self.path)
 
 
 def build_parts(cfg: DataConfig, work_dir: Path, tokenizer, workers: int, progress,

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from slmkit.data.prepare.document_parts import SPLITS, Part
-from slmkit.fileio import sha256_file
+from slmkit.fileio import atomic_file, sha256_file
 
 
 @dataclass
@@ -85,9 +85,8 @@ def write_shard(plan: ShardPlan, parts: list[Part], removal, out_dir: Path, dtyp
     if final.is_file() and final.stat().st_size == plan.tokens * dtype.itemsize:
         return {**entry, "sha256": sha256_file(final), "reused": True}
     code = SPLITS.index(plan.split)
-    tmp = final.with_name(final.name + ".tmp")
     digest = hashlib.sha256()
-    with open(tmp, "wb") as f:
+    with atomic_file(final) as tmp, open(tmp, "wb") as f:
         for k in range(plan.first[0], plan.last[0] + 1):
             part = parts[k]
             chosen = _chosen(part, removal.keep(k), code)
@@ -99,7 +98,6 @@ def write_shard(plan: ShardPlan, parts: list[Part], removal, out_dir: Path, dtyp
                 f.write(block)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, final)
     return {**entry, "sha256": digest.hexdigest(), "reused": False}
 
 

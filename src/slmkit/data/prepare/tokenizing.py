@@ -12,6 +12,7 @@ import numpy as np
 
 from slmkit.data.config import TokenizerConfig
 from slmkit.errors import DataError
+from slmkit.fileio import atomic_directory
 from slmkit.tokenizer import load_tokenizer, train_bpe
 
 EOS_TOKEN = "<|endoftext|>"
@@ -57,15 +58,8 @@ def train_tokenizer(cfg: TokenizerConfig, texts: Iterable[str]) -> None:
         if written == 0:
             raise DataError("no documents left after cleaning to train the tokenizer on")
         tok = train_bpe([sample], cfg.vocab_size, special_tokens=[EOS_TOKEN])
-    staging = out.with_name(out.name + ".tmp")
-    tok.save(staging)
-    staging.rename(out) if not out.exists() else _replace_dir(staging, out)
-
-
-def _replace_dir(staging: Path, out: Path) -> None:
-    for f in staging.iterdir():
-        f.replace(out / f.name)
-    staging.rmdir()
+    with atomic_directory(out) as staging:
+        tok.save(staging)
 
 
 ENCODERS = ("auto", "fast", "python")
