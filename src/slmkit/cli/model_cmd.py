@@ -58,7 +58,8 @@ def run_info(args) -> int:
     seq_len = args.seq_len or config.max_seq_len
     counts = count_parameters(config)
     c = config
-    kv = f"{c.n_kv_heads} KV head{'s' if c.n_kv_heads > 1 else ''}" + (" (MQA)" if c.n_kv_heads == 1 else " (GQA)" if c.n_kv_heads < c.n_heads else "")
+    sharing = " (MQA)" if c.n_kv_heads == 1 else " (GQA)" if c.n_kv_heads < c.n_heads else ""
+    kv = f"{c.n_kv_heads} KV head{'s' if c.n_kv_heads > 1 else ''}{sharing}"
     print(f"{source}")
     print(f"  shape        {c.n_layers} layers, d_model {c.d_model}, {c.n_heads} query heads / {kv}, "
           f"head_dim {c.head_dim}, d_ff {c.d_ff}")
