@@ -8,7 +8,8 @@
 """
 
 from slmkit.tokenizer.bpe import Tokenizer
-from slmkit.tokenizer.hf_format import load_gpt2_files, load_tokenizer, save_tokenizer
+from slmkit.tokenizer.hf_reader import load_gpt2_files, load_tokenizer
+from slmkit.tokenizer.hf_writer import save_tokenizer
 from slmkit.tokenizer.patterns import PATTERNS
 from slmkit.tokenizer.trainer import learn_merges, train_bpe, train_bpe_from_texts
 

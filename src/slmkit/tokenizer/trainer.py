@@ -19,6 +19,7 @@ from slmkit.errors import TokenizerError
 from slmkit.tokenizer.bpe import Tokenizer
 from slmkit.tokenizer.patterns import resolve_pattern
 from slmkit.tokenizer.pretoken_counts import count_pretokens
+from slmkit.tokenizer.pretokenize import compile_pattern, special_splitter, split_on_specials
 
 DEFAULT_SPECIALS = ("<|endoftext|>",)
 
@@ -149,8 +150,6 @@ def train_bpe_from_texts(
     texts: list[str], vocab_size: int, special_tokens=DEFAULT_SPECIALS, pattern: str = "gpt2"
 ) -> Tokenizer:
     """Train on in-memory strings (small corpora, tests, notebooks)."""
-    from slmkit.tokenizer.pretokenize import compile_pattern, special_splitter, split_on_specials
-
     special_tokens = _check_size(vocab_size, special_tokens)
     regex_text = resolve_pattern(pattern)
     regex, splitter = compile_pattern(regex_text), special_splitter(special_tokens)

@@ -1,4 +1,5 @@
-"""Reading and writing tokenizer files: Hugging Face `tokenizer.json` and GPT-2's encoder.json + vocab.bpe.
+"""Reading tokenizer files: Hugging Face `tokenizer.json` (+ tokenizer_config.json) and GPT-2's
+encoder.json + vocab.bpe. hf_writer.py writes the first format.
 
 Only byte-level BPE is supported (GPT-2, Llama 3, Qwen2/Qwen3 and the tokenizers slmkit trains).
 """
@@ -7,20 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from slmkit.errors import TokenizerError
 from slmkit.tokenizer.bpe import Tokenizer
-from slmkit.tokenizer.byte_unicode import str_to_token, token_to_str
+from slmkit.tokenizer.byte_unicode import str_to_token
+from slmkit.tokenizer.hf_writer import TOKENIZER_CONFIG_FILE, TOKENIZER_FILE
 from slmkit.tokenizer.patterns import GPT2
-
-TOKENIZER_FILE = "tokenizer.json"
-TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
-
-
-# --------------------------------------------------------------------------- loading
 
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
@@ -139,91 +133,3 @@ def load_gpt2_files(encoder_path: str | os.PathLike, merges_path: str | os.PathL
         left, right = line.split(" ")
         merges.append((encoder[left], encoder[right]))
     return Tokenizer(vocab, merges, specials, pattern=GPT2)
-
-
-# --------------------------------------------------------------------------- saving
-
-
-def tokenizer_json(tok: Tokenizer) -> dict:
-    """The Hugging Face `tokenizers` description of `tok` (loads with Tokenizer.from_str)."""
-    vocab = {token_to_str(b): i for i, b in sorted(tok.vocab.items())}
-    strings = {i: token_to_str(b) for i, b in tok.vocab.items()}
-    return {
-        "version": "1.0",
-        "truncation": None,
-        "padding": None,
-        "added_tokens": [
-            {
-                "id": i,
-                "content": s,
-                "single_word": False,
-                "lstrip": False,
-                "rstrip": False,
-                "normalized": False,
-                "special": True,
-            }
-            for s, i in sorted(tok.special_tokens.items(), key=lambda kv: kv[1])
-        ],
-        "normalizer": {"type": tok.normalize} if tok.normalize else None,
-        "pre_tokenizer": {
-            "type": "Sequence",
-            "pretokenizers": [
-                {"type": "Split", "pattern": {"Regex": tok.pattern}, "behavior": "Isolated", "invert": False},
-                {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False},
-            ],
-        },
-        "post_processor": None,
-        "decoder": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False},
-        "model": {
-            "type": "BPE",
-            "dropout": None,
-            "unk_token": None,
-            "continuing_subword_prefix": None,
-            "end_of_word_suffix": None,
-            "fuse_unk": False,
-            "byte_fallback": False,
-            "ignore_merges": tok.ignore_merges,
-            "vocab": vocab,
-            "merges": [f"{strings[a]} {strings[b]}" for a, b in tok.merges],
-        },
-    }
-
-
-def tokenizer_config(tok: Tokenizer, model_max_length: int | None = None) -> dict:
-    """tokenizer_config.json for transformers' PreTrainedTokenizerFast / AutoTokenizer."""
-    config = {
-        "tokenizer_class": "PreTrainedTokenizerFast",
-        "clean_up_tokenization_spaces": False,
-        "model_max_length": model_max_length or 1_000_000_000_000_000_019_884_624_838_656,
-        "added_tokens_decoder": {
-            str(i): {
-                "content": s,
-                "lstrip": False,
-                "normalized": False,
-                "rstrip": False,
-                "single_word": False,
-                "special": True,
-            }
-            for s, i in sorted(tok.special_tokens.items(), key=lambda kv: kv[1])
-        },
-    }
-    if tok.eos_token:
-        config["eos_token"] = tok.eos_token
-        config["pad_token"] = tok.eos_token
-    if tok.chat_template:
-        config["chat_template"] = tok.chat_template
-    return config
-
-
-def save_tokenizer(tok: Tokenizer, directory: str | os.PathLike) -> None:
-    """Write tokenizer.json and tokenizer_config.json atomically into `directory`."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tokenizer-", dir=directory))
-    try:
-        (staging / TOKENIZER_FILE).write_text(json.dumps(tokenizer_json(tok), ensure_ascii=False), encoding="utf-8")
-        (staging / TOKENIZER_CONFIG_FILE).write_text(json.dumps(tokenizer_config(tok), indent=2), encoding="utf-8")
-        for name in (TOKENIZER_FILE, TOKENIZER_CONFIG_FILE):
-            os.replace(staging / name, directory / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
