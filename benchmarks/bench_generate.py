@@ -39,7 +39,7 @@ from slmkit.infer import Generator, SpeculativeGenerator  # noqa: E402
 from slmkit.interop.hf_export import export_hf  # noqa: E402
 from slmkit.model import Decoder, preset  # noqa: E402
 from slmkit.quant import quantize_model, quantized_nbytes, save_quantized  # noqa: E402
-from slmkit.quant.evaluate import perplexity  # noqa: E402
+from slmkit.eval import score_tokens  # noqa: E402
 
 DEFAULT_THREADS = torch.get_num_threads()
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))  # for the batched / quantized / speculative rows
@@ -270,7 +270,7 @@ def main():
 
     tok, tok_dir, train_ids, valid_ids = tokenizer_and_data()
     (target, target_meta, target_dir), (draft, draft_meta, _) = trained_pair(train_ids, tok, tok_dir)
-    ppl_fp32 = perplexity(target, valid_ids)
+    ppl_fp32 = score_tokens(target, valid_ids, min(256, target.config.max_seq_len)).perplexity
     notes.append(f"target / quantization model: 43M params trained {target_meta['steps']} steps (batch 8 x 128 "
                  f"tokens, AdamW lr {target_meta['lr']:g} with warm-up and cosine decay, bf16 autocast, "
                  f"{target_meta['seconds']:.0f}s at {TRAIN_THREADS} thread(s) on the shared CPU, cached in benchmarks/.cache/) on the "
@@ -287,7 +287,8 @@ def main():
         save_quantized(m, TMP / method, tokenizer_dir=tok_dir)
         del m
         q, _ = load_model(TMP / method)  # what `slm generate` loads: float tensors fp32 on CPU
-        quantized[method] = (q, perplexity(q, valid_ids), quantized_nbytes(q))
+        ppl = score_tokens(q, valid_ids, min(256, q.config.max_seq_len)).perplexity
+        quantized[method] = (q, ppl, quantized_nbytes(q))
         gen, runs[method] = decode_speed(q)
         quantized[method] += (gen.runner.fast is not None,)
     t = ab_median(runs, 5)

@@ -6,54 +6,45 @@ Train text: ../shared/data/tinystories/tinystories_train_head_2MiB.txt (2,316 st
 trained on it, then shards (slm prepare), then configs/demo.yaml's model and optimizer settings with the
 step count sized from the first steps' speed, train.max_minutes as a hard cap on training time (evaluation
 excluded) and train.time_schedule so the cosine decay completes by the deadline however fast the steps run.
-Evaluation: ../shared/data/tinystories/tinystories_validation_head_hf.txt (the first ~4% of the HF
-validation split) read as one stream: its UTF-8 bytes, tokenized whole, cut into non-overlapping 256-token
-windows; loss = mean nats per token, bits per byte = total nats / ln 2 / total bytes (tokenizer-independent).
+Validation text: ../shared/data/tinystories/tinystories_validation_head_hf.txt (the first ~4% of the HF
+validation split) split at blank lines into documents, cleaned and deduplicated by `slm prepare` into the
+val split. Its loss and bits per byte are `slmkit.eval.likelihood`'s definition, computed twice: by the
+Trainer's final evaluation over all of the split's windows (train.eval_windows=null), and here, from the saved
+model, by `slmkit.eval.score_documents` on the split's documents as text. The two must agree.
 Writes benchmarks/results/quality.md|json with three samples.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import shutil
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, SHARED_DATA, write_results  # noqa: E402
+
+from slmkit.data import read_manifest  # noqa: E402
+from slmkit.eval import document_stream, score_documents  # noqa: E402
+from slmkit.train.precision import autocast  # noqa: E402
 
 TRAIN = SHARED_DATA / "tinystories" / "tinystories_train_head_2MiB.txt"
 VALID = SHARED_DATA / "tinystories" / "tinystories_validation_head_hf.txt"
 PROMPTS = ["Once upon a time", "Tom and his mom went to the park", "The little bird was sad because"]
 
 
-@torch.no_grad()
-def evaluate_text(model, tok, text: str, seq_len: int) -> dict:
-    ids = torch.tensor(tok.encode_batch([text])[0], dtype=torch.long)  # the tokenizers fast path
-    nats, count = 0.0, 0
-    model.eval()
-    for start in range(0, len(ids) - 1, seq_len * 8):  # 8 windows per forward
-        chunk = ids[start:start + seq_len * 8 + 1]
-        xs, ys = [], []
-        for w in range(0, len(chunk) - 1, seq_len):
-            x = chunk[w:w + seq_len]
-            y = chunk[w + 1:w + seq_len + 1]
-            pad = seq_len - len(y)
-            xs.append(F.pad(x[:len(y)], (0, pad)))
-            ys.append(F.pad(y, (0, pad), value=-100))
-        x, y = torch.stack(xs), torch.stack(ys)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            logits = model(x).logits
-        nats += float(F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=-100, reduction="sum"))
-        count += int((y != -100).sum())
-    nbytes = len(text.encode("utf-8"))
-    return {"val_loss": nats / count, "val_ppl": math.exp(nats / count), "val_bpb": nats / math.log(2) / nbytes,
-            "val_tokens": count, "val_bytes": nbytes}
+def split_documents(data_dir: Path, tok) -> list[str]:
+    """The documents of the prepared val split as text: its token stream cut after each end-of-text, decoded."""
+    tokens = np.concatenate([np.asarray(m) for m in read_manifest(data_dir).memmaps("val")]).astype(np.int64)
+    ends = np.flatnonzero(tokens == tok.eos_id)
+    docs = [tok.decode(tokens[s:e].tolist()) for s, e in zip(np.concatenate([[0], ends[:-1] + 1]), ends)]
+    if document_stream(tok, docs) != tokens.tolist():
+        raise SystemExit("the val split's documents do not re-encode to its tokens: the comparison would be void")
+    return docs
 
 
 def main() -> None:
@@ -94,7 +85,7 @@ def main() -> None:
     steps = max(int(args.minutes * 60 / step_seconds), 50)
     cfg = load_run_config(REPO / "configs" / "demo.yaml", base + [
         f"train.max_steps={steps}", f"train.max_minutes={args.minutes}", "train.time_schedule=true",
-        f"train.eval_every={max(steps // 5, 1)}",
+        f"train.eval_every={max(steps // 5, 1)}", "train.eval_windows=null",  # the whole val split
         f"train.checkpoint_every={max(steps // 5, 1)}", f"train.warmup_steps={min(30, steps // 10)}"])
     start = time.perf_counter()
     result = train(cfg)
@@ -102,7 +93,12 @@ def main() -> None:
 
     model, _ = load_model(out / "run")
     tok = load_tokenizer(out / "run")
-    metrics = evaluate_text(model, tok, VALID.read_text(encoding="utf-8"), cfg.train.seq_len)
+    docs = split_documents(out / "data", tok)
+    val = score_documents(model, tok, docs, cfg.train.seq_len, cfg.train.eval_batch_size or cfg.train.batch_size,
+                          autocast=lambda: autocast(cfg.train.precision, torch.device("cpu")))  # as in training
+    print(f"validation bits/byte: Trainer {result['val_bpb']:.4f} ({result['val_tokens']:,} tokens), "
+          f"benchmark {val.bits_per_byte:.4f} ({val.tokens:,} tokens, {val.bytes:,} bytes)")
+    val_source = manifest.data["sources"]["val"]
     with torch.autocast("cpu", dtype=torch.bfloat16):
         samples = sample(model, tok, PROMPTS, 100, 0.8, 50, "cpu", model.config.max_seq_len, seed=7)
     tokens_seen = result["step"] * cfg.train.batch_size * cfg.train.seq_len
@@ -110,13 +106,17 @@ def main() -> None:
         "model": f"tiny ({count_parameters(cfg.model)['total'] / 1e6:.2f}M params, vocab {cfg.model.vocab_size})",
         "budget min": args.minutes, "steps": result["step"], "status": result["status"],
         "train tokens seen": tokens_seen, "epochs": tokens_seen / max(train_tokens, 1),
-        "val loss (nats/token)": metrics["val_loss"], "val ppl": metrics["val_ppl"],
-        "val bits/byte": metrics["val_bpb"], "val tokens": metrics["val_tokens"],
+        "val loss (nats/token)": val.loss, "val ppl": val.perplexity, "val bits/byte": val.bits_per_byte,
+        "val bits/byte (Trainer)": result["val_bpb"], "val tokens": val.tokens, "val bytes": val.bytes,
         "train min": result["train_seconds"] / 60, "wall min": wall / 60,
     }]
     notes = [
-        f"train: {TRAIN.name} ({train_tokens:,} tokens after cleaning/dedup); eval: {VALID.name} "
-        f"({metrics['val_bytes']:,} bytes as one stream, {metrics['val_tokens']:,} tokens)",
+        f"train: {TRAIN.name} ({train_tokens:,} tokens after cleaning/dedup); validation: {VALID.name} split at "
+        f"blank lines, {val_source['docs_kept']:,} of its {val_source['docs_read']:,} paragraphs kept by cleaning and "
+        f"dedup, each followed by end-of-text: {val.tokens:,} scored tokens, {val.bytes:,} bytes of text",
+        "val loss / ppl / bits per byte: slmkit.eval.score_documents on those documents from the saved model; "
+        "'val bits/byte (Trainer)' is the Trainer's final evaluation of the same split (the same definition, "
+        "computed over the shards during training); the two agree",
         f"recipe: configs/demo.yaml (bf16 autocast, batch 8x256, lr 2e-3 cosine to 2e-4) with max_steps={steps} "
         f"sized from a measured {step_seconds:.2f} s/step, and train.time_schedule=true: the cosine follows the "
         "larger of step and time progress, so it reaches its floor at the 10-minute mark even when the machine "

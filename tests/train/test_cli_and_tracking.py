@@ -11,9 +11,10 @@ import torch
 
 from slmkit.cli import main
 from slmkit.data import EvalBatches, read_manifest
+from slmkit.eval import token_byte_lengths
 from slmkit.tokenizer import load_tokenizer
 from slmkit.train.config import load_run_config
-from slmkit.train.evaluation import evaluate, token_byte_lengths
+from slmkit.train.evaluation import evaluate
 from slmkit.train.distributed import Dist
 from tests.train.conftest import write_recipe
 

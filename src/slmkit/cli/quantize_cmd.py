@@ -10,8 +10,9 @@ EXAMPLES = """examples:
   slm quantize runs/demo --method nf4 --out runs/demo-nf4
   slm generate runs/demo-int4 --prompt "Once upon a time"      # loads like any model directory
 
-Prints the weight size before and after, the perplexity before and after on --eval-text (when given;
-the model's tokenizer encodes it), and greedy decode speed (tokens/s, batch 1) of both.
+Prints the weight size before and after, the perplexity and bits per byte before and after on --eval-text
+(when given: the file is one document, its first --eval-tokens tokens scored in 256-token windows as
+slmkit.eval.likelihood defines), and greedy decode speed (tokens/s, batch 1) of both.
 """
 
 
@@ -35,10 +36,10 @@ def run(args) -> int:
     from pathlib import Path
 
     from slmkit.errors import SlmError
+    from slmkit.eval import decode_speed, document_stream, score_tokens, token_byte_lengths
     from slmkit.infer import load_for_inference
     from slmkit.loading import load_model
     from slmkit.quant import quantize_model, quantized_nbytes, save_quantized
-    from slmkit.quant.evaluate import decode_speed, perplexity
 
     model, tokenizer, _ = load_for_inference(args.model)
     if getattr(model, "quantization", None):
@@ -47,11 +48,17 @@ def run(args) -> int:
     if args.eval_text:
         if tokenizer is None:
             raise SlmError(f"{args.model} has no tokenizer.json, needed to encode --eval-text")
-        ids = tokenizer.encode(Path(args.eval_text).read_text(encoding="utf-8"))[: args.eval_tokens]
+        try:
+            text = Path(args.eval_text).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise SlmError(f"cannot read --eval-text {args.eval_text}: {e}") from None
+        ids = document_stream(tokenizer, [text], max_tokens=args.eval_tokens)  # the file is one document
         if len(ids) < 2:
-            raise SlmError(f"{args.eval_text} has fewer than 2 tokens")
+            raise SlmError(f"{args.eval_text} has no text to score (it encodes to fewer than 2 tokens)")
+        byte_lengths = token_byte_lengths(tokenizer)
+        seq_len = min(256, model.config.max_seq_len)
     before_bytes = quantized_nbytes(model)
-    ppl_before = perplexity(model, ids) if ids else None
+    before = score_tokens(model, ids, seq_len, byte_lengths) if ids else None
     speed_before = None if args.no_speed else decode_speed(model)
     quantize_model(model, args.method, args.group_size)
     save_quantized(model, args.out, tokenizer_dir=args.model)
@@ -60,9 +67,10 @@ def run(args) -> int:
     print(f"wrote {args.out} ({args.method}{f', group {args.group_size}' if args.method == 'int4' else ''})")
     print(f"size: {before_bytes / 1e6:.2f} MB -> {after_bytes / 1e6:.2f} MB ({before_bytes / after_bytes:.2f}x smaller)")
     if ids:
-        ppl_after = perplexity(quantized, ids)
-        print(f"perplexity on {len(ids)} tokens: {ppl_before:.3f} -> {ppl_after:.3f} "
-              f"({(ppl_after / ppl_before - 1) * 100:+.2f}%)")
+        after = score_tokens(quantized, ids, seq_len, byte_lengths)
+        print(f"perplexity on {len(ids)} tokens: {before.perplexity:.3f} -> {after.perplexity:.3f} "
+              f"({(after.perplexity / before.perplexity - 1) * 100:+.2f}%); "
+              f"bits/byte {before.bits_per_byte:.4f} -> {after.bits_per_byte:.4f}")
     if speed_before is not None:
         speed_after = decode_speed(quantized)
         print(f"decode speed (greedy, batch 1): {speed_before:.0f} -> {speed_after:.0f} tokens/s "

@@ -1,20 +1,16 @@
 """Validation during training: loss, perplexity and bits per byte over the validation windows, and samples.
 
-Bits per byte is tokenizer-independent: total nats over the validation targets divided by ln 2 and by
-the UTF-8 bytes those targets spell (special tokens such as end-of-text count as 0 bytes), so runs with
-different vocabularies compare. Sampling is a plain loop (no KV cache: the full `slmkit.infer` engine
-lives elsewhere) with its own seeded generator, so evaluating never disturbs the training RNG.
+The numbers are `slmkit.eval.likelihood`'s (its docstring defines them: windows, end-of-text, bytes), summed
+over ranks here. Sampling runs with its own seeded generator, so evaluating never disturbs the training RNG.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 
 import torch
-import torch.nn.functional as F
 
-from slmkit.model.loss import IGNORE_INDEX
+from slmkit.eval.likelihood import LikelihoodTotals, score_batches
 
 
 def limit_windows(batches, max_windows: int | None):
@@ -25,44 +21,17 @@ def limit_windows(batches, max_windows: int | None):
     return batches
 
 
-def token_byte_lengths(tokenizer, vocab_size: int) -> torch.Tensor:
-    """[vocab_size] int64: UTF-8 bytes each id decodes to (0 for special tokens and unused ids)."""
-    lengths = torch.zeros(vocab_size, dtype=torch.int64)
-    specials = set(getattr(tokenizer, "special_tokens", {}).values()) if tokenizer is not None else set()
-    for i in range(min(vocab_size, tokenizer.vocab_size)):
-        if i in specials:
-            continue
-        try:
-            lengths[i] = len(tokenizer.id_to_bytes(i))
-        except (KeyError, IndexError, ValueError):
-            lengths[i] = 0
-    return lengths
-
-
-@torch.no_grad()
 def evaluate(model, batches, device, autocast_ctx, byte_lengths: torch.Tensor | None, dist) -> dict:
-    """Mean loss, perplexity and bits per byte over `batches` (EvalBatches); summed over ranks."""
-    was_training = model.training
-    model.eval()
-    nats, tokens, nbytes = 0.0, 0, 0
-    for x, y in batches:
-        x, y = x.to(device), y.to(device)
-        with autocast_ctx():
-            logits = model(x).logits
-        nats += float(F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX,
-                                      reduction="sum"))
-        valid = y != IGNORE_INDEX
-        tokens += int(valid.sum())
-        if byte_lengths is not None:
-            nbytes += int(byte_lengths.to(y.device)[y[valid]].sum())
-    nats, tokens, nbytes = dist.all_reduce_sum([nats, tokens, nbytes], device)
-    model.train(was_training)
-    if tokens == 0:
+    """{"val_loss", "val_ppl", "val_tokens", "val_bpb" (when bytes are known)} over `batches` (EvalBatches),
+    summed over ranks; {} when there is nothing to score."""
+    mine = score_batches(model, batches, byte_lengths, device, autocast_ctx)
+    nats, tokens, nbytes = dist.all_reduce_sum([mine.nats, mine.tokens, mine.bytes], device)
+    totals = LikelihoodTotals(nats, int(tokens), int(nbytes))
+    if totals.tokens == 0:
         return {}
-    loss = nats / tokens
-    out = {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0)), "val_tokens": int(tokens)}
-    if nbytes > 0:
-        out["val_bpb"] = nats / math.log(2) / nbytes
+    out = {"val_loss": totals.loss, "val_ppl": totals.perplexity, "val_tokens": totals.tokens}
+    if totals.bits_per_byte is not None:
+        out["val_bpb"] = totals.bits_per_byte
     return out
 
 

@@ -21,10 +21,11 @@ import torch
 
 from slmkit.config import to_dict
 from slmkit.errors import ConfigError, SlmError
+from slmkit.eval.likelihood import token_byte_lengths
 from slmkit.train import checkpointing as ckpt
 from slmkit.train.batches import batch_rows, count_targets, lm_loss, micro_batch, to_device
 from slmkit.train.distributed import Dist, is_fsdp, no_grad_sync, setup_distributed, unwrap, wrap_model
-from slmkit.train.evaluation import evaluate, sample, token_byte_lengths
+from slmkit.train.evaluation import evaluate, sample
 from slmkit.train.optim import build_optimizer
 from slmkit.train.precision import autocast, configure_device, grad_scaler
 from slmkit.train.schedules import make_schedule, set_lr
