@@ -17,6 +17,7 @@ Writes benchmarks/results/quality.md|json with three samples.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -52,6 +53,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--out", default=str(REPO / "runs" / "bench-quality"))
     args = parser.parse_args()
+    load_start = os.getloadavg()[0]
     from slmkit.data import SourceConfig, prepare
     from slmkit.loading import load_model
     from slmkit.model import count_parameters
@@ -100,7 +102,7 @@ def main() -> None:
           f"benchmark {val.bits_per_byte:.4f} ({val.tokens:,} tokens, {val.bytes:,} bytes)")
     val_source = manifest.data["sources"]["val"]
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        samples = sample(model, tok, PROMPTS, 100, 0.8, 50, "cpu", model.config.max_seq_len, seed=7)
+        samples = sample(model, tok, PROMPTS, 100, 0.8, 50, "cpu", seed=7)
     tokens_seen = result["step"] * cfg.train.batch_size * cfg.train.seq_len
     rows = [{
         "model": f"tiny ({count_parameters(cfg.model)['total'] / 1e6:.2f}M params, vocab {cfg.model.vocab_size})",
@@ -116,13 +118,15 @@ def main() -> None:
         f"dedup, each followed by end-of-text: {val.tokens:,} scored tokens, {val.bytes:,} bytes of text",
         "val loss / ppl / bits per byte: slmkit.eval.score_documents on those documents from the saved model; "
         "'val bits/byte (Trainer)' is the Trainer's final evaluation of the same split (the same definition, "
-        "computed over the shards during training); the two agree",
+        "computed over the shards during training); "
+        + ("the two agree" if abs(result["val_bpb"] - val.bits_per_byte) < 1e-6
+           else f"they differ by {result['val_bpb'] - val.bits_per_byte:+.2e}"),
         f"recipe: configs/demo.yaml (bf16 autocast, batch 8x256, lr 2e-3 cosine to 2e-4) with max_steps={steps} "
         f"sized from a measured {step_seconds:.2f} s/step, and train.time_schedule=true: the cosine follows the "
         "larger of step and time progress, so it reaches its floor at the 10-minute mark even when the machine "
         "slows down mid-run",
-        "this 2-core machine was shared with other engineers' tests and benchmarks during the run, so the step "
-        "count (and with it the loss) is lower than a quiet machine reaches in the same 10 minutes",
+        f"load average (1 min) {load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end on this 2-core "
+        "machine; a busier machine fits fewer steps (and so a higher loss) into the same minutes",
         "reference point: llama2.c's stories260K (Llama-2-style, 512-token vocab) reaches val loss 1.297 after "
         "far longer training; losses with different vocabularies compare only through bits per byte",
     ] + [f"sample {i + 1}: {' '.join(s.split())}" for i, s in enumerate(samples)]

@@ -11,6 +11,8 @@ import contextlib
 import torch
 
 from slmkit.eval.likelihood import LikelihoodTotals, score_batches
+from slmkit.infer.reference import generate_reference
+from slmkit.infer.sampling import SamplingParams
 
 
 def limit_windows(batches, max_windows: int | None):
@@ -37,15 +39,20 @@ def evaluate(model, batches, device, autocast_ctx, byte_lengths: torch.Tensor | 
 
 @torch.no_grad()
 def sample(model, tokenizer, prompts: list[str], max_new_tokens: int, temperature: float, top_k: int | None,
-           device, max_seq_len: int, seed: int = 1234) -> list[str]:
-    """Continue each prompt (greedy when temperature == 0) with a KV cache; returns prompt + continuation."""
+           device, seed: int = 1234) -> list[str]:
+    """Continue each prompt with infer's reference loop (Decoder.forward with a KV cache, infer's
+    sampler; greedy when temperature == 0); returns prompt + continuation for each prompt. Prompt i
+    samples with seed + i from its own generator, so sampling never disturbs the training RNG."""
     was_training = model.training
     model.eval()
-    generator = torch.Generator(device="cpu").manual_seed(seed)
     eos = getattr(tokenizer, "eos_id", None)
+    texts = []
     with _few_threads_for_small_cpu_model(model, device):
-        texts = _sample(model, tokenizer, prompts, max_new_tokens, temperature, top_k, device, max_seq_len,
-                        generator, eos)
+        for i, prompt in enumerate(prompts):
+            ids = tokenizer.encode(prompt) or [eos if eos is not None else 0]
+            params = SamplingParams(max_new_tokens=max_new_tokens, temperature=max(temperature, 0.0),
+                                    top_k=top_k or 0, seed=seed + i)
+            texts.append(tokenizer.decode(ids + generate_reference(model, ids, params, eos_ids={eos} - {None})))
     model.train(was_training)
     return texts
 
@@ -65,34 +72,3 @@ def _few_threads_for_small_cpu_model(model, device):
         yield
     finally:
         torch.set_num_threads(threads)
-
-
-def _sample(model, tokenizer, prompts, max_new_tokens, temperature, top_k, device, max_seq_len, generator, eos):
-    from slmkit.model.kv_cache import KVCache
-
-    texts = []
-    for prompt in prompts:
-        ids = tokenizer.encode(prompt) or [eos if eos is not None else 0]
-        ids = ids[-(max_seq_len - 1):]
-        total = min(len(ids) + max_new_tokens, max_seq_len)
-        cache = KVCache.for_model(model, batch_size=1, max_len=total)
-        logits = model(torch.tensor([ids], device=device), cache=cache).logits[0, -1]
-        while len(ids) < total:
-            next_id = _choose(logits.float().cpu(), temperature, top_k, generator)
-            if eos is not None and next_id == eos:
-                break
-            ids.append(next_id)
-            if len(ids) < total:
-                logits = model(torch.tensor([[next_id]], device=device), cache=cache).logits[0, -1]
-        texts.append(tokenizer.decode(ids))
-    return texts
-
-
-def _choose(logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator) -> int:
-    if temperature <= 0:
-        return int(logits.argmax())
-    logits = logits / temperature
-    if top_k:
-        kth = torch.topk(logits, min(top_k, logits.numel())).values[-1]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    return int(torch.multinomial(torch.softmax(logits, -1), 1, generator=generator))

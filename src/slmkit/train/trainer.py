@@ -12,14 +12,18 @@ and `weight_fn(batch) -> loss units in the batch` are the hooks other objectives
 from __future__ import annotations
 
 import math
+import shutil
 import signal
 import threading
 import time
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
-from slmkit.config import to_dict
+from slmkit.config import save_config, to_dict
+from slmkit.fileio import write_json_atomic
+from slmkit.model import flops_per_token
 from slmkit.errors import ConfigError, SlmError
 from slmkit.eval.likelihood import token_byte_lengths
 from slmkit.train import checkpointing as ckpt
@@ -31,6 +35,7 @@ from slmkit.train.precision import autocast, configure_device, grad_scaler
 from slmkit.train.schedules import make_schedule, set_lr
 from slmkit.train.state import gather_state, grad_norm, restore_state
 from slmkit.train.throughput import memory_in_use, peak_flops
+from slmkit.train.tracking import Tracker, plot_curves, run_info
 
 
 class TrainingDiverged(SlmError):
@@ -101,8 +106,6 @@ class Trainer:
             raise ConfigError(f"{self.run_dir} already holds checkpoints (latest step {old[-1][0]}): continue with "
                               "train.resume=auto, start over with train.overwrite=true, or pick another train.out_dir")
         if self.dist.is_main:
-            import shutil
-
             shutil.rmtree(self.run_dir / ckpt.CHECKPOINTS, ignore_errors=True)
             shutil.rmtree(self.run_dir / "tensorboard", ignore_errors=True)
             (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
@@ -160,25 +163,15 @@ class Trainer:
 
     # --- the loop ------------------------------------------------------------------------------
     def fit(self) -> dict:
-        from tqdm import tqdm
-
-        from slmkit.train.tracking import Tracker, plot_curves, run_info
-
         tracker = None
         if self.dist.is_main:
-            from slmkit.config import save_config
-
             save_config(self.cfg, self.run_dir / "config.yaml")
-            import json
-
             info = run_info(self.device, self.dist.world_size, {"resumed_from": str(self.resumed_from or "")})
-            (self.run_dir / "run_info.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
+            write_json_atomic(self.run_dir / "run_info.json", info)
             tracker = Tracker(self.run_dir, self.tcfg, to_dict(self.cfg), resumed=self.resumed_from is not None)
         self.tracker = tracker
         seq = self.tcfg.seq_len
         tokens_per_step = self.rows_per_step * seq
-        from slmkit.model import flops_per_token
-
         flops = flops_per_token(self.model_config, seq)
         peak = peak_flops(self.device, self.tcfg.precision, self.tcfg.tf32, self.tcfg.peak_flops) \
             if self.dist.is_main else None
@@ -229,7 +222,7 @@ class Trainer:
                 self._evaluate()
             path = self.save_checkpoint()
             if self.dist.is_main:
-                ckpt.write_model_files(self.run_dir, self._model_state_for_final(path), self.model_config,
+                ckpt.write_final_model(self.run_dir, self._model_state_for_final(path), self.model_config,
                                        self.tokenizer_dir)
         finally:
             bar.close()
@@ -274,7 +267,7 @@ class Trainer:
             with autocast(self.tcfg.precision, self.device, self.fsdp):
                 samples = sample(eval_model, self.tokenizer, self.tcfg.sample_prompts, self.tcfg.sample_tokens,
                                  self.tcfg.sample_temperature, self.tcfg.sample_top_k, self.device,
-                                 self.model_config.max_seq_len, seed=self.tcfg.seed)
+                                 seed=self.tcfg.seed)
         if self.tracker:
             self.tracker.log(self.step, "eval", {**results, "samples": samples})
             for i, text in enumerate(samples):
