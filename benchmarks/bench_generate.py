@@ -274,7 +274,8 @@ def main():
     notes.append(f"target / quantization model: 43M params trained {target_meta['steps']} steps (batch 8 x 128 "
                  f"tokens, AdamW lr {target_meta['lr']:g} with warm-up and cosine decay, bf16 autocast, "
                  f"{target_meta['seconds']:.0f}s at {TRAIN_THREADS} thread(s) on the shared CPU, cached in "
-                 f"benchmarks/.cache/) on the TinyStories 2 MiB head with a 4096-token BPE; final training loss {target_meta['train_loss']:.2f}, "
+                 f"benchmarks/.cache/) on the TinyStories 2 MiB head with a 4096-token BPE; final training loss "
+                 f"{target_meta['train_loss']:.2f}, "
                  f"fp32 validation perplexity {ppl_fp32:.2f} on 8192 validation tokens. Still far from "
                  "converged (a TinyStories model of this size reaches perplexity ~3-5): the perplexity changes "
                  "are measured on this model, a converged one may react differently")
