@@ -93,7 +93,7 @@ class OneTokenStep:
             ones = torch.ones(D, device=dev)
             wq, wk = (attn.q_norm.weight.detach(), attn.k_norm.weight.detach()) if self.qk_norm else (ones, ones)
             wa.append(torch.cat([(wq / math.sqrt(D)).expand(H, D), wk.expand(Hkv, D)], 0))
-        self.WA = torch.stack(wa)[:, None]  # [L, 1, H + Hkv, D]
+        self.WA = torch.stack(wa)  # [L, H + Hkv, D]
         self.WB = torch.roll(self.WA, D // 2, -1)
         self.qk_eps = scalar(model.blocks[0].attn.q_norm.eps if self.qk_norm else 0.0)
         sign = torch.cat([-torch.ones(D // 2, device=dev), torch.ones(D // 2, device=dev)])
@@ -136,8 +136,8 @@ class OneTokenStep:
         else:
             pos = torch.tensor(lengths, device=self.device)
             rows = buf.rows + row0
-            A = (self.WA * self.cos[pos][None, :, None]).unbind(0)  # [B, H + Hkv, D] per layer
-            Bm = (self.WB * self.sin[pos][None, :, None]).unbind(0)
+            A = (self.WA[:, None] * self.cos[pos][None, :, None]).unbind(0)  # [B, H + Hkv, D] per layer
+            Bm = (self.WB[:, None] * self.sin[pos][None, :, None]).unbind(0)
             mask = torch.zeros(B, 1, n, device=self.device)
             mask.masked_fill_(cache.slots[:n] > pos[:, None, None], float("-inf"))
             mask = mask.repeat_interleave(self.Hkv, 0)  # [B * Hkv, 1, n]
@@ -151,7 +151,7 @@ class OneTokenStep:
             w.qkv.matmul(h, out=buf.qkv)
             if buf.qk_copy:
                 buf.qk.copy_(buf.qkv_qk)
-            torch.index_select(buf.qk, 2, self.roll_index, out=buf.rolled)  # halves swapped
+            torch.index_select(buf.qk_rows, 1, self.roll_index, out=buf.rolled_rows)  # halves swapped
             torch.mul(buf.qk, A[i], out=buf.t)
             buf.t.addcmul_(buf.rolled, Bm[i])
             if self.qk_norm:
@@ -164,7 +164,7 @@ class OneTokenStep:
             else:
                 cache.kv[0, i][rows, :, pos] = buf.kn
                 cache.kv[1, i][rows, :, pos] = buf.v
-            q = buf.q3 if buf.q3 is not None else buf.q4.reshape(B * self.Hkv, self.g, self.D)
+            q = buf.q3 if B == 1 else buf.q.reshape(B * self.Hkv, self.g, self.D)
             scores = torch.bmm(q, k_all[i])  # [B * Hkv, group, n]
             if mask is not None:
                 scores.add_(mask)
@@ -190,12 +190,17 @@ class OneTokenStep:
 
 
 class _Buffers:
-    """Scratch tensors and their views for steps of B rows (made once per B, reused every step)."""
+    """Scratch tensors and their views for steps of B rows (made once per B, reused every step).
+
+    For one row the per-head tensors are 2-D ([heads, D]): torch's small-tensor kernels cost up to 4x
+    less per call on 2-D than on 3-D inputs (index_select most), which is what one-row decoding is bound by.
+    """
 
     def __init__(self, step: OneTokenStep, B: int):
         dev, H, Hkv, D, d = step.device, step.H, step.Hkv, step.D, step.d
         zeros = lambda *shape: torch.zeros(shape, device=dev)  # noqa: E731
         heads = H + Hkv
+        lead = () if B == 1 else (B,)
         split = step.q_dim + step.kv_dim
         self.ids = torch.zeros(B, dtype=torch.long, device=dev)
         self.rows = torch.arange(B, device=dev)
@@ -204,20 +209,22 @@ class _Buffers:
         self.ss = zeros(B, 1, 1)
         self.ss2 = self.ss.view(B, 1)
         self.qkv = zeros(B, split + step.kv_dim)
-        self.qkv_qk = self.qkv[:, :split].view(B, heads, D)
+        self.qkv_qk = self.qkv[:, :split].view(*lead, heads, D)
         # One row's q and k heads are contiguous inside qkv; several rows' are not, so they are copied
         # into a buffer of their own (one call) for the batched dot products below.
         self.qk_copy = B > 1
         self.qk = zeros(B, heads, D) if self.qk_copy else self.qkv_qk
+        self.qk_rows = self.qk.view(B * heads, D)
         self.qk_a, self.qk_b = self.qk.view(B * heads, 1, D), self.qk.view(B * heads, D, 1)
-        self.v = self.qkv[:, split:].view(B, Hkv, D)
-        self.rolled, self.t = zeros(B, heads, D), zeros(B, heads, D)
+        self.v = self.qkv[:, split:].view(*lead, Hkv, D)
+        self.rolled, self.t = zeros(*lead, heads, D), zeros(*lead, heads, D)
+        self.rolled_rows = self.rolled.view(B * heads, D)
         self.ssq = zeros(B * heads, 1, 1)
-        self.ssq3 = self.ssq.view(B, heads, 1)
-        self.qkn = zeros(B, heads, D) if step.qk_norm else self.t
-        self.q4 = self.qkn[:, :H].view(B, Hkv, step.g, D)
-        self.q3 = self.q4.view(Hkv, step.g, D) if B == 1 else None  # several rows' queries are copied
-        self.kn = self.qkn[:, H:]
+        self.ssq3 = self.ssq.view(*lead, heads, 1)
+        self.qkn = zeros(*lead, heads, D) if step.qk_norm else self.t
+        self.q = self.qkn.narrow(-2, 0, H)  # [(B,) H, D]
+        self.q3 = self.q.view(Hkv, step.g, D) if B == 1 else None  # several rows' queries are copied
+        self.kn = self.qkn.narrow(-2, H, Hkv)
         self.att3 = zeros(B * Hkv, step.g, D)
         self.att2 = self.att3.view(B, step.q_dim)
         self.A1, self.B1 = torch.empty_like(step.WA), torch.empty_like(step.WB)
