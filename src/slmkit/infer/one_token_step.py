@@ -135,12 +135,11 @@ class OneTokenStep:
             A, Bm, mask = buf.A1_layers, buf.B1_layers, None
         else:
             pos = torch.tensor(lengths, device=self.device)
-            rows = buf.rows + row0
+            rows = buf.rows if row0 == 0 else buf.rows + row0
             A = (self.WA[:, None] * self.cos[pos][None, :, None]).unbind(0)  # [B, H + Hkv, D] per layer
             Bm = (self.WB[:, None] * self.sin[pos][None, :, None]).unbind(0)
-            mask = torch.zeros(B, 1, n, device=self.device)
-            mask.masked_fill_(cache.slots[:n] > pos[:, None, None], float("-inf"))
-            mask = mask.repeat_interleave(self.Hkv, 0)  # [B * Hkv, 1, n]
+            # True where a slot lies past its row's length: [B * Hkv, 1, n], one row per key/value head
+            mask = (cache.slots[:n] > pos[:, None, None]).repeat_interleave(self.Hkv, 0)
         if isinstance(ids, int):
             buf.ids.fill_(ids)
             ids = buf.ids
@@ -167,7 +166,7 @@ class OneTokenStep:
             q = buf.q3 if B == 1 else buf.q.reshape(B * self.Hkv, self.g, self.D)
             scores = torch.bmm(q, k_all[i])  # [B * Hkv, group, n]
             if mask is not None:
-                scores.add_(mask)
+                scores.masked_fill_(mask, float("-inf"))
             torch.bmm(torch.softmax(scores, -1), v_all[i], out=buf.att3)
             w.out.add_matmul_(x, buf.att2)
             self._rms_norm(buf, w.mlp_norm, w.mlp_eps)
