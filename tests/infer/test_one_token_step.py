@@ -102,7 +102,7 @@ def test_one_token_path_with_quantized_layers(method):
 
 @pytest.mark.parametrize("family", list(FAST_FAMILIES) + ["int8", "int4"])
 def test_many_rows_one_token_path_matches_full_forward(family):
-    """One token for B rows of different lengths at once (`step_rows`, what batched decoding runs), at
+    """One token for B rows of different lengths at once (what batched decoding runs), at
     rows row0.., against each row's own full forward; then the rows keep their own lengths."""
     quant = family in ("int8", "int4")
     model = random_model(**(dict(d_model=64, d_ff=128, head_dim=16) if quant else FAST_FAMILIES[family]))

@@ -106,7 +106,7 @@ def test_quantized_checkpoint_round_trip_loads_through_load_model(tmp_path, meth
 
 
 @pytest.mark.parametrize("method", ["int8", "int4"])
-def test_reloaded_quantized_checkpoint_takes_the_fast_decode_path(tmp_path, method):
+def test_reloaded_quantized_checkpoint_takes_the_one_token_step(tmp_path, method):
     """Float tensors load as float32 on CPU by default, so the one-token fast path runs, with the same
     greedy tokens as the general path; dtype=bfloat16 still overrides (and falls back to the general path)."""
     torch.manual_seed(0)

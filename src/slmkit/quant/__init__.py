@@ -1,6 +1,7 @@
 """Weight-only quantization written in the project: int8 (per channel), int4 (group-wise with zero
 points) and NF4 (QLoRA, double-quantized scales); quantized Linear layers with torch's fast kernels
-where they exist; a quantized checkpoint format that `slmkit.model.load_model` reads directly.
+where they exist; a quantized checkpoint format that `slmkit.loading.load_model` reads directly; the `LinearKernel`
+interface (kernels.py) through which the one-token decode step calls every projection.
 
     from slmkit.quant import quantize_model, save_quantized
     quantize_model(model, "int4", group_size=64)
