@@ -137,18 +137,12 @@ def train_model(overrides: list[str]) -> dict:
 
 
 def stories(run_dir: Path) -> list[str]:
-    import torch
+    from slmkit.infer import Generator
 
-    from slmkit.loading import load_model
-    from slmkit.tokenizer import load_tokenizer
-    from slmkit.train.evaluation import sample
-
-    model, info = load_model(run_dir)
-    tok = load_tokenizer(run_dir)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        return sample(model, tok, ["Once upon a time", "One day, a little boy named Tom", "The cat and the dog"],
-                      max_new_tokens=120, temperature=0.8, top_k=50, device="cpu",
-                      max_seq_len=model.config.max_seq_len, seed=7)
+    prompts = ["Once upon a time", "One day, a little boy named Tom", "The cat and the dog"]
+    gen = Generator.from_pretrained(run_dir)  # the engine `slm generate` and `slm serve` use
+    outs = gen.generate(prompts, max_new_tokens=120, temperature=0.8, top_k=50, seed=7)
+    return [prompt + out.text for prompt, out in zip(prompts, outs)]
 
 
 def main() -> int:
