@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from slmkit.train import Trainer, TrainingDiverged
-from slmkit.train.checkpointing import list_checkpoints, load_model_state
+from slmkit.train.checkpointing import list_checkpoints
+from slmkit.train.weights import FullWeights
 from slmkit.train.optim import parameter_groups
 from slmkit.train.run import build_loaders, build_model
 from tests.train.conftest import run_config
@@ -114,7 +115,7 @@ def test_too_many_bad_steps_stop_with_a_checkpoint(data_dir, tmp_path):
         trainer.fit()
     (step, path), = list_checkpoints(tmp_path / "run")
     assert step == 5
-    good = load_model_state(path, trainer.model_config)
+    good = FullWeights().read(path, trainer.model_config)
     for name, value in trainer.model.state_dict().items():
         assert torch.equal(good[name], value), "the checkpoint holds the last good weights"
 

@@ -3,6 +3,7 @@
 A checkpoint is a directory `RUN/checkpoints/step_00001000/` holding
 
     model.safetensors, config.json, tokenizer.json ...   loadable by `load_model` like any model directory
+                        (a LoRA fine-tune's holds its adapter files instead: train/weights.py)
     optimizer.pt        AdamW moments (+ fp16 scaler), keyed by parameter name; read with weights_only=True
     rng.pt              every rank's torch / CUDA / numpy / python RNG states (weights_only=True)
     run_config.yaml     the resolved RunConfig
@@ -25,33 +26,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
 
 from slmkit.config import save_config
 from slmkit.errors import CheckpointError
 from slmkit.fileio import atomic_directory, is_temporary, sha256_file, write_json_atomic
-from slmkit.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, slmkit_config, write_model_files
+from slmkit.train.weights import FullWeights, strip_prefixes
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
 RNG_FILE = "rng.pt"
 NAME = re.compile(r"^step_(\d{8})$")
-PREFIXES = ("_orig_mod.", "module.")
-
-
-def strip_prefixes(state: dict) -> dict:
-    """Names as the plain model has them: torch.compile's `_orig_mod.` and DDP's `module.` removed."""
-    out = {}
-    for name, value in state.items():
-        changed = True
-        while changed:
-            changed = False
-            for prefix in PREFIXES:
-                if name.startswith(prefix):
-                    name, changed = name[len(prefix):], True
-        out[name] = value
-    return out
 
 
 # --- RNG -------------------------------------------------------------------------------------------
@@ -92,27 +77,19 @@ def checkpoint_name(step: int) -> str:
     return f"step_{step:08d}"
 
 
-def write_final_model(directory: Path, model_state: dict, model_config, tokenizer_dir: Path | None) -> None:
-    """The model files (model.safetensors, config.json, tokenizer) into an existing directory (the run's
-    own, or a checkpoint being written), each file atomically, by the one model-directory writer."""
-    state = strip_prefixes(model_state)
-    tensors = {name: t.detach().cpu() for name, t in state.items()}
-    if model_config.tie_embeddings:
-        tensors.pop("head.weight", None)
-    write_model_files(directory, tensors, slmkit_config(model_config), tokenizer_dir)
-
-
 def save_checkpoint(run_dir: Path, step: int, model_state: dict, optimizer_state: dict, rng_states: list,
                     trainer_state: dict, run_config, model_config, tokenizer_dir: Path | None,
-                    scaler_state: dict | None = None) -> Path:
-    """Write checkpoint `step` atomically (rank 0 only); returns its directory.
+                    scaler_state: dict | None = None, weights=None) -> Path:
+    """Write checkpoint `step` atomically (rank 0 only); returns its directory. `weights` (default
+    FullWeights) decides which tensors it holds and in which files.
 
     trainer_state.json, written last inside the temporary directory, lists every file's size and sha256.
     """
+    weights = weights or FullWeights()
     final = Path(run_dir) / CHECKPOINTS / checkpoint_name(step)
     # (re-saving the same step, e.g. at the end of a run right after a periodic save, replaces it)
     with atomic_directory(final) as tmp:
-        write_final_model(tmp, model_state, model_config, tokenizer_dir)
+        weights.write(tmp, weights.select(model_state), model_config, tokenizer_dir)
         torch.save({"optimizer": optimizer_state, "scaler": scaler_state}, tmp / OPTIMIZER_FILE)
         torch.save({"ranks": rng_states}, tmp / RNG_FILE)
         save_config(run_config, tmp / "run_config.yaml")
@@ -120,7 +97,8 @@ def save_checkpoint(run_dir: Path, step: int, model_state: dict, optimizer_state
         for path in sorted(tmp.iterdir()):
             if path.is_file():
                 files[path.name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
-        state = {"format": "slmkit-trainer-state/1", "step": step, **trainer_state, "files": files}
+        state = {"format": "slmkit-trainer-state/1", "step": step, **trainer_state,
+                 "weight_files": list(weights.files), "files": files}
         write_json_atomic(tmp / STATE_FILE, state)
     return final
 
@@ -143,7 +121,7 @@ def verify_checkpoint(directory: Path, checksums: bool = True) -> dict:
     """The trainer state of a complete, intact checkpoint; CheckpointError saying what is wrong otherwise."""
     directory = Path(directory)
     state = read_trainer_state(directory)
-    for name in (WEIGHTS_FILE, CONFIG_FILE, OPTIMIZER_FILE):
+    for name in (*state.get("weight_files", FullWeights.files), OPTIMIZER_FILE):
         if name not in state["files"]:
             raise CheckpointError(f"{directory}: {STATE_FILE} does not list {name}")
     for name, info in state["files"].items():
@@ -234,17 +212,6 @@ def remove_stale_temporaries(run_dir: Path) -> None:
 
 
 # --- reading ---------------------------------------------------------------------------------------
-def load_model_state(directory: Path, model_config) -> dict[str, torch.Tensor]:
-    """The full model state dict from model.safetensors (prefixes stripped, a tied head re-added)."""
-    path = Path(directory) / WEIGHTS_FILE
-    with safe_open(str(path), framework="pt") as f:
-        state = {name: f.get_tensor(name) for name in f.keys()}
-    state = strip_prefixes(state)
-    if model_config.tie_embeddings and "embed.weight" in state:
-        state["head.weight"] = state["embed.weight"]
-    return state
-
-
 def load_training_files(directory: Path) -> tuple[dict, dict]:
     """(optimizer.pt contents, rng.pt contents), both read with weights_only=True."""
     directory = Path(directory)

@@ -20,6 +20,7 @@ from torch.distributed.checkpoint.state_dict import (
 from slmkit.errors import CheckpointError
 from slmkit.train import checkpointing as ckpt
 from slmkit.train.distributed import unwrap
+from slmkit.train.weights import FullWeights
 
 FULL_ON_CPU = StateDictOptions(full_state_dict=True, cpu_offload=True)
 FULL = StateDictOptions(full_state_dict=True)
@@ -39,13 +40,15 @@ def gather_state(model, optimizer, dist) -> tuple[dict, dict, list]:
     return model_state, optimizer_state, ranks
 
 
-def restore_state(directory, model, optimizer, scaler, model_config, dist) -> dict:
-    """Load a checkpoint into the live model and optimizer on every rank; returns its trainer state."""
+def restore_state(directory, model, optimizer, scaler, model_config, dist, weights=None) -> dict:
+    """Load a checkpoint into the live model and optimizer on every rank; returns its trainer state.
+    `weights` (default FullWeights) reads the checkpoint's tensors; a non-strict one restores part of the model."""
+    weights = weights or FullWeights()
     state = ckpt.verify_checkpoint(directory, checksums=dist.is_main)
     module = unwrap(model)
-    model_state = ckpt.load_model_state(directory, model_config)
+    model_state = weights.read(directory, model_config)
     try:
-        set_model_state_dict(module, model_state, options=FULL)
+        set_model_state_dict(module, model_state, options=StateDictOptions(full_state_dict=True, strict=weights.strict))
     except (RuntimeError, KeyError, ValueError) as e:
         raise CheckpointError(f"{directory}: the weights do not fit this model ({str(e).splitlines()[0]}); "
                               "was it trained with a different model config?") from None

@@ -36,6 +36,7 @@ from slmkit.train.schedules import make_schedule, set_lr
 from slmkit.train.state import gather_state, grad_norm, restore_state
 from slmkit.train.throughput import memory_in_use, peak_flops
 from slmkit.train.tracking import Tracker, plot_curves, run_info
+from slmkit.train.weights import FullWeights
 
 
 class TrainingDiverged(SlmError):
@@ -44,7 +45,7 @@ class TrainingDiverged(SlmError):
 
 class Trainer:
     def __init__(self, cfg, model, train_data, eval_data=None, tokenizer=None, tokenizer_dir=None,
-                 loss_fn=None, weight_fn=None, dist: Dist | None = None, device=None, log=print):
+                 loss_fn=None, weight_fn=None, dist: Dist | None = None, device=None, log=print, weights=None):
         self.cfg, self.tcfg = cfg, cfg.train
         if dist is None or device is None:
             dist, device = setup_distributed(self.tcfg)
@@ -55,6 +56,7 @@ class Trainer:
         self.tokenizer, self.tokenizer_dir = tokenizer, tokenizer_dir
         self.loss_fn = loss_fn or (lambda m, b: lm_loss(m, b, self.tcfg.loss_chunk_size))
         self.weight_fn = weight_fn or count_targets
+        self.weights = weights or FullWeights()  # what checkpoints and the final model hold
         configure_device(self.tcfg, device)
 
         self.model_config = unwrap(model).config
@@ -90,7 +92,8 @@ class Trainer:
                 self.log(f"resume=auto: no valid checkpoint in {self.run_dir / ckpt.CHECKPOINTS}, starting fresh")
             self._clear_old_run()
             return
-        state = restore_state(path, self.model, self.optimizer, self.scaler, self.model_config, self.dist)
+        state = restore_state(path, self.model, self.optimizer, self.scaler, self.model_config, self.dist,
+                              self.weights)
         self.step = int(state["step"])
         self.train_data.load_state_dict(state["data"])
         self.skipped = int(state.get("skipped_steps", 0))
@@ -222,8 +225,8 @@ class Trainer:
                 self._evaluate()
             path = self.save_checkpoint()
             if self.dist.is_main:
-                ckpt.write_final_model(self.run_dir, self._model_state_for_final(path), self.model_config,
-                                       self.tokenizer_dir)
+                self.weights.write(self.run_dir, self.weights.read(path, self.model_config), self.model_config,
+                                   self.tokenizer_dir)
         finally:
             bar.close()
             self._restore_signal_handlers(handlers)
@@ -233,9 +236,6 @@ class Trainer:
         return {"status": status, "step": self.step, "skipped_steps": self.skipped, "checkpoint": str(path),
                 "run_dir": str(self.run_dir), "plot": str(plot) if plot else None, **self.last_eval,
                 "train_seconds": self.train_seconds, "wall_seconds": time.perf_counter() - window_start}
-
-    def _model_state_for_final(self, checkpoint_dir: Path) -> dict:
-        return ckpt.load_model_state(checkpoint_dir, self.model_config)
 
     def _should_stop(self) -> str | None:
         # one collective, so every rank takes the same branch and shares one clock (the mean training time)
@@ -297,7 +297,7 @@ class Trainer:
             }
             path = ckpt.save_checkpoint(self.run_dir, self.step, model_state, optim_state, rng, state, self.cfg,
                                         self.model_config, self.tokenizer_dir,
-                                        self.scaler.state_dict() if self.scaler else None)
+                                        self.scaler.state_dict() if self.scaler else None, self.weights)
             ckpt.prune_checkpoints(self.run_dir, self.tcfg.keep_last, self.tcfg.keep_best)
         self.dist.barrier()
         return path
