@@ -1,4 +1,5 @@
-"""`slm data stats DIR`: tokens, documents, document lengths and top tokens of prepared shards."""
+"""`slm data stats DIR`: tokens, documents, document lengths and top tokens of prepared shards.
+`slm data sft-synthetic --out data/sft.jsonl`: the bundled chat data for fine-tuning, with a checkable held-out split."""
 
 from __future__ import annotations
 
@@ -10,9 +11,18 @@ EXAMPLES = """examples:
   slm data stats runs/data --top 50 --json
 """
 
+SFT_EXAMPLES = """examples:
+  slm data sft-synthetic --out data/sft.jsonl                    # + data/sft.heldout.jsonl
+  slm data sft-synthetic --out data/sft.jsonl --examples 20000 --heldout 500 --seed 1
+
+Each line is {"messages": [...], "check": {...}}: story requests, questions about a story and
+two-turn chats, made by the story generator. Held-out examples use (name, object) pairs that
+train never does; their "check" says what a correct final answer must name.
+"""
+
 
 def register(subparsers) -> None:
-    group = subparsers.add_parser("data", help="inspect prepared token shards")
+    group = subparsers.add_parser("data", help="inspect prepared token shards; write the bundled SFT data")
     group.set_defaults(group_parser=group)
     verbs = group.add_subparsers(dest="data_verb", metavar="VERB")
     stats = verbs.add_parser(
@@ -26,6 +36,18 @@ def register(subparsers) -> None:
     stats.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the shards")
     stats.add_argument("--json", action="store_true", help="print the report as JSON")
     stats.set_defaults(func=run_stats)
+    sft = verbs.add_parser(
+        "sft-synthetic",
+        help="write synthetic chat data for fine-tuning (train + checkable held-out split)",
+        epilog=SFT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sft.add_argument("--out", required=True, help="train file to write (.jsonl); the held-out split goes beside it")
+    sft.add_argument("--examples", type=int, default=4000, help="number of train examples")
+    sft.add_argument("--heldout", type=int, default=200, help="number of held-out examples (0: an empty file)")
+    sft.add_argument("--seed", type=int, default=0, help="random seed; the same seed writes the same files")
+    sft.add_argument("--max-words", type=int, help="most words in one example, all turns together (default 150)")
+    sft.set_defaults(func=run_sft_synthetic)
 
 
 def run_stats(args) -> int:
@@ -52,6 +74,19 @@ def run_stats(args) -> int:
         total = split["tokens"] or 1
         for i, n, text in split["top_tokens"]:
             print(f"    {i:>7} {text!r:<16} {n:>11,} {100 * n / total:5.2f}%")
+    return 0
+
+
+def run_sft_synthetic(args) -> int:
+    from slmkit.data.sources.instructions import write_instruction_files
+
+    limit = {} if args.max_words is None else {"max_words": args.max_words}
+    report = write_instruction_files(args.out, examples=args.examples, heldout=args.heldout, seed=args.seed, **limit)
+    parts = []
+    for split, row in report.items():
+        counts = ", ".join(f"{kind} {n}" for kind, n in row["counts"].items())
+        parts.append(f"{sum(row['counts'].values())} {split.replace('heldout', 'held-out')} ({counts}) to {row['path']}")
+    print("wrote " + " and ".join(parts))
     return 0
 
 

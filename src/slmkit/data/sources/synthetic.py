@@ -3,9 +3,11 @@
 Each story has a beginning (who, where, what they like), a problem (one of several plots:
 a lost toy, a quarrel, a storm, a fright...), dialogue, a resolution and an ending. Word lists
 live in synthetic_words.py. It is the offline default for the demo and the benchmarks.
+`story_about` tells a story for a given cast (name, kind, object), for instruction data.
 
-    from slmkit.data.sources.synthetic import generate_stories
+    from slmkit.data.sources.synthetic import StoryCast, generate_stories, story_about
     for story in generate_stories(3, seed=0): print(story)
+    print(story_about(random.Random(0), StoryCast("Max", "cat", "he", "key")).text)
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from slmkit.data.sources import synthetic_words as W
+from slmkit.errors import DataError
 
 _OBJECT = {"he": "him", "she": "her", "it": "it"}
 _POSSESSIVE = {"he": "his", "she": "her", "it": "its"}
@@ -270,16 +273,73 @@ def _ending(c: _Cast, rng: random.Random, morals: list[str]) -> list[str]:
     return lines
 
 
-def make_story(rng: random.Random) -> str:
-    """One story: a beginning, a problem with its resolution, an ending; paragraphs split by blank lines."""
-    c = _cast(rng)
+def _tell(c: _Cast, rng: random.Random, pick_plot: Callable[[], tuple]) -> tuple[str, str]:
+    """(story text, plot name); the plot is picked after the beginning, as make_story always has."""
     beginning = _beginning(c, rng)
-    plot, morals = rng.choice(PROBLEMS)
+    plot, morals = pick_plot()
     middle = plot(c, rng)
     ending = _ending(c, rng, morals)
     split = rng.randint(2, len(middle) - 1)  # a paragraph break somewhere in the middle
     paragraphs = [beginning, middle[:split], middle[split:] + ending]
-    return "\n\n".join(" ".join(p) for p in paragraphs)
+    return "\n\n".join(" ".join(p) for p in paragraphs), plot.__name__.lstrip("_")
+
+
+def make_story(rng: random.Random) -> str:
+    """One story: a beginning, a problem with its resolution, an ending; paragraphs split by blank lines."""
+    return _tell(_cast(rng), rng, lambda: rng.choice(PROBLEMS))[0]
+
+
+# --- stories for a requested cast (instruction data) -------------------------------------------
+
+PLOTS = {plot.__name__.lstrip("_"): (plot, morals) for plot, morals in PROBLEMS}
+# The plots whose text always names the object (the others may never mention it).
+OBJECT_PLOTS = ("lost_thing", "stuck_in_tree", "quarrel", "broken_thing")
+
+
+@dataclass(frozen=True)
+class StoryCast:
+    """Who a requested story is about: "a cat named Max" with pronoun "he", and the object ("key")."""
+
+    name: str
+    kind: str
+    pronoun: str
+    thing: str
+
+
+@dataclass(frozen=True)
+class Story:
+    """A told story and the facts questions about it can ask: the friend, the helper, the plot."""
+
+    text: str
+    cast: StoryCast
+    friend: str
+    helper: str
+    plot: str
+
+
+def _cast_for(want: StoryCast, rng: random.Random) -> _Cast:
+    kind_words = set(want.kind.split())
+    # a friend whose name and kind cannot be mistaken for the requested one ("the girl" stays one girl)
+    friends = [f for f in W.CHARACTERS if f[0] != want.name and not kind_words & set(f[1].split())]
+    friend, friend_kind, friend_pro = rng.choice(friends)
+    place = rng.choice(list(W.PLACES))
+    return _Cast(
+        name=want.name, kind=want.kind, pro=want.pronoun, friend=friend, friend_kind=friend_kind,
+        friend_pro=friend_pro, helper=rng.choice(W.HELPERS), place=place, activity=rng.choice(W.PLACES[place]),
+        thing=want.thing, thing_adj=rng.choice(dict(W.OBJECTS)[want.thing]), good=rng.choice(W.FEELINGS_GOOD),
+        bad=rng.choice(W.FEELINGS_BAD),
+    )
+
+
+def story_about(rng: random.Random, cast: StoryCast, plot: str | None = None) -> Story:
+    """A story whose text names `cast`'s name, kind and object; `plot` is one of OBJECT_PLOTS (None: any)."""
+    if cast.pronoun not in _OBJECT or cast.thing not in dict(W.OBJECTS):
+        raise DataError(f"cannot tell a story about {cast}: pronoun must be he/she/it and the object one of OBJECTS")
+    if plot is not None and plot not in OBJECT_PLOTS:
+        raise DataError(f"unknown plot {plot!r}; choose one of {', '.join(OBJECT_PLOTS)}")
+    c = _cast_for(cast, rng)
+    text, told = _tell(c, rng, lambda: PLOTS[plot or rng.choice(OBJECT_PLOTS)])
+    return Story(text=text, cast=cast, friend=c.friend, helper=c.helper, plot=told)
 
 
 def generate_stories(n: int | None, seed: int) -> Iterator[str]:

@@ -79,3 +79,15 @@ ENDINGS = [
     "{name} laughed, and {friend} laughed too.",
     "{name} told {helper_ref} all about it at dinner.",
 ]
+
+# Kinds a requested story (instruction data) may be about: (kind, pronouns it fits). Chosen so the
+# kind's word appears in a story only where the story names its hero ("bird", "duck", "hen", "goat"
+# are left out: the templates use them elsewhere; "owl", "elephant" too: the openings say "a {kind}").
+REQUEST_KINDS = [
+    ("girl", ("she",)), ("little girl", ("she",)), ("boy", ("he",)), ("little boy", ("he",)),
+    ("cat", ("he", "she")), ("dog", ("he", "she")), ("cow", ("he", "she")), ("bunny", ("he", "she")),
+    ("kitten", ("he", "she")), ("puppy", ("he", "she")), ("sheep", ("he", "she")), ("frog", ("he", "she")),
+    ("mouse", ("he", "she")), ("turtle", ("he", "she")), ("fox", ("he", "she")), ("pig", ("he", "she")),
+    ("lion", ("he", "she")), ("horse", ("he", "she")), ("monkey", ("he", "she")), ("tiger", ("he", "she")),
+    ("pony", ("he", "she")), ("bear", ("he", "she")),
+]
