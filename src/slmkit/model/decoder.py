@@ -4,6 +4,7 @@
     out = model(ids, targets)            # ids, targets: [batch, seq]; out.logits [batch, seq, vocab]
     out.loss.backward()                  # mean next-token cross-entropy (targets of -100 are ignored)
     (out.loss + out.aux_loss).backward() # for MoE models: add the router's auxiliary losses
+    out = model(ids, targets, document_ids=docs)  # packed rows: docs [batch, seq], -1 on padding
 
 Targets are the ids shifted left by one (targets[:, t] = ids[:, t+1]), as in nanoGPT.
 """
@@ -22,7 +23,7 @@ from slmkit.model.block import Block
 from slmkit.model.checkpoint import load_tensors, read_config, read_weights, save_pretrained
 from slmkit.model.config import ModelConfig
 from slmkit.model.counting import count_parameters
-from slmkit.model.kv_cache import KVCache, padded_causal_mask
+from slmkit.model.kv_cache import KVCache, document_causal_mask, padded_causal_mask
 from slmkit.model.loss import chunked_cross_entropy, cross_entropy
 from slmkit.model.moe import Experts, load_balancing_loss, router_z_loss
 from slmkit.model.norms import make_norm
@@ -77,6 +78,7 @@ class Decoder(nn.Module):
         *,
         attention_mask: torch.Tensor | None = None,
         positions: torch.Tensor | None = None,
+        document_ids: torch.Tensor | None = None,
         cache: KVCache | None = None,
         cache_row: int = 0,
         loss_chunk_size: int | None = None,
@@ -87,7 +89,10 @@ class Decoder(nn.Module):
         attention_mask: [batch, seq], 1 for real tokens and 0 for padding (left padding for generation).
             Padding is never attended to and does not advance positions.
         positions: [batch or 1, seq] explicit positions; by default they count the real tokens before each
-            token in its row (plus what `cache` already holds).
+            token in its row (plus what `cache` already holds), or in its document with `document_ids`.
+        document_ids: [batch, seq] ints for packed rows (several examples per row): which example each
+            token belongs to, -1 for padding. Attention stays within a document and positions restart at
+            each one, so a packed row computes what its examples would alone. Not with a cache.
         cache: a `KVCache`; row b of `ids` is appended to cache row cache_row+b at that row's own length
             (prefill, several tokens, one token per row for rows of different lengths, speculative
             verification). Every token is real: `attention_mask` is for padded batches without a cache.
@@ -96,24 +101,8 @@ class Decoder(nn.Module):
         last_logits_only: return logits for the last position only ([batch, 1, vocab]), which is all
             generation needs after a prefill; ignored when targets are given.
         """
-        batch, seq = ids.shape
-        step = None
-        mask = None  # bool [batch, 1, seq, keys] or None for plain causal attention
-        if cache is not None:
-            if attention_mask is not None:
-                raise SlmError("attention_mask cannot be combined with a KV cache: prefill rows of different "
-                               "lengths one row at a time (cache_row=...), then decode them together")
-            step = cache.prepare(batch, seq, cache_row)
-            mask = step.attention_mask
-            positions = step.positions if positions is None else positions
-        elif attention_mask is not None and not bool(attention_mask.all()):
-            # Padding present: an explicit mask. (An all-ones mask keeps the mask-free causal path.)
-            real = attention_mask.to(torch.bool)
-            mask = padded_causal_mask(real)
-            if positions is None:
-                positions = (real.long().cumsum(-1) - 1).clamp(min=0)
-        if positions is None:
-            positions = torch.arange(seq, device=ids.device)[None]
+        mask, positions, step, attention_mask = self._plan_attention(ids, attention_mask, positions, document_ids,
+                                                                     cache, cache_row)
         if self.pos_embed is not None and int(positions.max()) >= self.config.max_seq_len:
             raise SlmError(f"position {int(positions.max())} is beyond this model's max_seq_len "
                            f"{self.config.max_seq_len} (learned positions); use a shorter input")
@@ -151,6 +140,41 @@ class Decoder(nn.Module):
             out.aux_loss = (self.config.moe_aux_loss_coef * out.load_balancing_loss
                             + self.config.moe_z_loss_coef * out.router_z_loss)
         return out
+
+    @staticmethod
+    def _plan_attention(ids, attention_mask, positions, document_ids, cache, cache_row):
+        """(mask, positions, cache step, attention_mask) for one forward; mask is bool [batch, 1, seq, keys]
+        or None for plain causal attention (the fused-kernel path)."""
+        batch, seq = ids.shape
+        step = None
+        mask = None
+        if document_ids is not None:
+            if cache is not None:
+                raise SlmError("document_ids (packed rows) cannot be combined with a KV cache: decode one "
+                               "conversation per cache row instead")
+            if attention_mask is not None:
+                document_ids = document_ids.masked_fill(~attention_mask.to(torch.bool), -1)
+            attention_mask = (document_ids >= 0).long()  # for the MoE losses: padding is not routed
+            one_document = bool((document_ids == document_ids[:, :1]).all()) and bool((document_ids[:, 0] >= 0).all())
+            if not one_document:  # a row holding one whole document keeps the mask-free path
+                mask, document_positions = document_causal_mask(document_ids)
+                positions = document_positions if positions is None else positions
+        elif cache is not None:
+            if attention_mask is not None:
+                raise SlmError("attention_mask cannot be combined with a KV cache: prefill rows of different "
+                               "lengths one row at a time (cache_row=...), then decode them together")
+            step = cache.prepare(batch, seq, cache_row)
+            mask = step.attention_mask
+            positions = step.positions if positions is None else positions
+        elif attention_mask is not None and not bool(attention_mask.all()):
+            # Padding present: an explicit mask. (An all-ones mask keeps the mask-free causal path.)
+            real = attention_mask.to(torch.bool)
+            mask = padded_causal_mask(real)
+            if positions is None:
+                positions = (real.long().cumsum(-1) - 1).clamp(min=0)
+        if positions is None:
+            positions = torch.arange(seq, device=ids.device)[None]
+        return mask, positions, step, attention_mask
 
     # --- conveniences -----------------------------------------------------------------------------
     def num_parameters(self, non_embedding: bool = False) -> int:

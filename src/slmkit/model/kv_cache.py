@@ -147,3 +147,21 @@ def padded_causal_mask(key_valid: torch.Tensor) -> torch.Tensor:
     causal = slots[None, :] <= slots[:, None]  # [T, T]
     mask = (causal[None] & key_valid[:, None, :]) | torch.eye(total, dtype=torch.bool, device=key_valid.device)[None]
     return mask[:, None]
+
+
+def document_causal_mask(document_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mask, positions) for packed rows without a cache: document_ids [batch, T] ints, -1 for padding.
+
+    mask: bool [batch, 1, T, T]: a query sees the keys not after it in its own document, so attention never
+    crosses examples; a padding query sees only itself (no all-False row, which makes SDPA return NaN).
+    positions: [batch, T]: each token's index within its document (restarting at 0 at each one).
+    """
+    total = document_ids.shape[1]
+    slots = torch.arange(total, device=document_ids.device)
+    causal = slots[None, :] <= slots[:, None]  # [T, T]
+    same = document_ids[:, :, None] == document_ids[:, None, :]  # [batch, T, T]
+    visible = causal[None] & same
+    positions = visible.sum(-1) - 1  # earlier tokens of the same document
+    real_key = (document_ids >= 0)[:, None, :]
+    mask = (visible & real_key) | torch.eye(total, dtype=torch.bool, device=document_ids.device)[None]
+    return mask[:, None], positions

@@ -252,6 +252,22 @@ class Tokenizer:
                 pieces.append("".join(f"\\x{b:02x}" for b in raw))
         return pieces
 
+    def with_special_tokens(self, tokens: Iterable[str]) -> tuple["Tokenizer", list[int]]:
+        """(copy, added_ids): a copy of this tokenizer with `tokens` added as special tokens, new ids at the
+        end of the vocabulary in the order given (tokens it already has keep their ids). Models using it
+        need an embedding table of the copy's `vocab_size`."""
+        specials = dict(self.special_tokens)
+        added = []
+        for text in tokens:
+            if not text:
+                raise TokenizerError("a special token cannot be the empty string")
+            if text not in specials:
+                specials[text] = max(self.vocab_size, max(specials.values(), default=-1) + 1)
+                added.append(specials[text])
+        copy = Tokenizer(self.vocab, self.merges, specials, pattern=self.pattern, normalize=self.normalize,
+                         chat_template=self.chat_template, eos_token=self.eos_token, ignore_merges=self.ignore_merges)
+        return copy, added
+
     def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True, **template_vars) -> str:
         """Render a conversation with this tokenizer's chat template (or a plain transcript)."""
         return render_chat(self, messages, add_generation_prompt, **template_vars)
