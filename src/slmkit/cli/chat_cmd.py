@@ -25,7 +25,10 @@ def register(subparsers) -> None:
         "chat", help="chat with a model interactively (history, chat template)",
         description="Chat with a model directory (ours, Hugging Face or quantized). Each line of input is "
         "one user turn; replies are streamed.", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", metavar="RUN", help="model directory with a tokenizer")
+    parser.add_argument("model", metavar="RUN", help="model directory with a tokenizer, or an adapter directory "
+                        "(slm finetune's LoRA run, or a PEFT adapter) that loads with its base")
+    parser.add_argument("--base", help="the base model of a PEFT adapter (default: its base_model_name_or_path), "
+                        "or another copy of an slmkit adapter's base")
     parser.add_argument("--system", default=None, help="system message (chat templates only)")
     add_sampling_arguments(parser, temperature=0.7, max_new_tokens=200)
     parser.set_defaults(func=run)
@@ -33,10 +36,11 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from slmkit.errors import SlmError
-    from slmkit.infer import Generator, load_for_inference
+    from slmkit.finetune.loading import load_for_use
+    from slmkit.infer import Generator
 
     base = sampling_params(args)
-    model, tokenizer, eos = load_for_inference(args.model)
+    model, tokenizer, eos = load_for_use(args.model, base=args.base)
     if tokenizer is None:
         raise SlmError(f"{args.model} has no tokenizer.json; copy the tokenizer into the model directory")
     gen = Generator(model, tokenizer, eos)

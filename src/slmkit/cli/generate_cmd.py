@@ -48,7 +48,10 @@ def register(subparsers) -> None:
         description="Generate a continuation of --prompt with a model directory (ours, Hugging Face, or a "
         "quantized checkpoint from 'slm quantize'). Text is streamed as it is produced.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", metavar="RUN", help="model directory with a tokenizer")
+    parser.add_argument("model", metavar="RUN", help="model directory with a tokenizer, or an adapter directory "
+                        "(slm finetune's LoRA run, or a PEFT adapter) that loads with its base")
+    parser.add_argument("--base", help="the base model of a PEFT adapter (default: its base_model_name_or_path), "
+                        "or another copy of an slmkit adapter's base")
     parser.add_argument("--prompt", required=True, help="the text to continue")
     add_sampling_arguments(parser)
     parser.add_argument("--draft", metavar="RUN2", help="a smaller model with the same tokenizer for speculative "
@@ -60,10 +63,11 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from slmkit.errors import SlmError
+    from slmkit.finetune.loading import load_for_use
     from slmkit.infer import Generator, SpeculativeGenerator, load_for_inference
 
     params = sampling_params(args)  # invalid values fail before the model is loaded
-    model, tokenizer, eos = load_for_inference(args.model)
+    model, tokenizer, eos = load_for_use(args.model, base=args.base)
     if tokenizer is None:
         raise SlmError(f"{args.model} has no tokenizer.json; copy the tokenizer into the model directory")
     ids = tokenizer.encode(args.prompt)

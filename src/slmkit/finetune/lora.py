@@ -199,15 +199,19 @@ def lora_layers(model: nn.Module) -> Iterator[tuple[str, LoraLinear]]:
             yield name, module
 
 
-def merge_lora(model: nn.Module) -> list[str]:
+def merge_lora(model: nn.Module, keep_adapters: bool = True) -> list[str]:
     """Fold every adapter into a dense weight and put a plain nn.Linear back in its place (a quantized
-    base becomes a dense layer from its dequantized weight); returns the names merged."""
+    base becomes a dense layer from its dequantized weight); returns the names merged. With
+    keep_adapters=False the adapters are dropped instead: what is left is the base the adapters were
+    trained on (for an NF4 base, its dequantized weights)."""
     merged = []
     for name, layer in list(lora_layers(model)):
         base = layer.base
         dense = nn.Linear(layer.in_features, layer.out_features, bias=getattr(base, "bias", None) is not None,
                           device=layer.lora_A.device, dtype=torch.float32)
-        weight = layer.base.weight.detach().float() if layer.merged else layer.merged_weight()
+        if layer.merged and not keep_adapters:
+            layer.unmerge()
+        weight = dense_weight(base).detach().float() if (layer.merged or not keep_adapters) else layer.merged_weight()
         with torch.no_grad():
             dense.weight.copy_(weight)
             if dense.bias is not None:

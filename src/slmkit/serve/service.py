@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from slmkit.infer.generator import load_for_inference
+from slmkit.finetune.loading import load_for_use
 from slmkit.infer.sampling import SamplingError, SamplingParams
 from slmkit.tokenizer.chat_template import chat_stop_strings, render_chat
 from slmkit.serve.errors import APIError
@@ -59,7 +59,7 @@ class Service:
         import torch
 
         dtype = getattr(torch, config.dtype) if config.dtype else None
-        model, tokenizer, eos_ids = load_for_inference(config.model, dtype=dtype)
+        model, tokenizer, eos_ids = load_for_use(config.model, dtype=dtype)  # adapter directories too
         return cls(model, tokenizer, eos_ids, config)
 
     def start(self) -> None:
