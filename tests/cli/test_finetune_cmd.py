@@ -26,7 +26,8 @@ def test_finetune_then_generate_and_export(tmp_path, capsys):
     run = tmp_path / "sft"
     code = main(["finetune", "configs/sft-lora.yaml", f"base={tmp_path / 'base'}", f"data.train={tmp_path / 'sft.jsonl'}",
                  "data.eval=null", "data.eval_fraction=0.25", f"train.out_dir={run}", "train.max_steps=2",
-                 "train.max_minutes=null", "train.time_schedule=false", "train.warmup_steps=0", "train.batch_size=2", "train.eval_every=0",
+                 "train.max_minutes=null",
+                 "train.time_schedule=false", "train.warmup_steps=0", "train.batch_size=2", "train.eval_every=0",
                  "train.sample_tokens=0", "train.plots=false", "train.tensorboard=false", "train.precision=fp32",
                  "--no-progress"])
     assert code == 0 and (run / "adapter.json").is_file()

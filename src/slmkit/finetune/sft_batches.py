@@ -29,6 +29,7 @@ from slmkit.data.loaders import distributed_rank
 from slmkit.errors import DataError
 from slmkit.finetune.packing import PieceReport, best_fit_decreasing, fill_rows, make_pieces
 from slmkit.model.loss import IGNORE_INDEX
+from slmkit.train.batches import summed_loss
 
 
 class SFTBatches:
@@ -128,12 +129,7 @@ def sft_loss(model, batch: dict, loss_chunk_size: int | None = None):
         out = model(batch["input_ids"], last_logits_only=True, **kwargs)
         return out.logits.float().sum() * 0.0, {}
     out = model(batch["input_ids"], labels, loss_chunk_size=loss_chunk_size, **kwargs)
-    loss = out.loss * count
-    extras = {}
-    if out.aux_loss is not None:
-        loss = loss + out.aux_loss * count
-        extras["aux_loss"] = out.aux_loss.detach()
-    return loss, extras
+    return summed_loss(out, count)
 
 
 def _warn_about(report: PieceReport, seq_len: int, what: str, fail_if_empty: bool = True) -> None:

@@ -65,7 +65,11 @@ def lm_loss(model, batch, loss_chunk_size: int | None = None):
     """Summed next-token cross-entropy (+ MoE auxiliary losses, per token) and extra metrics."""
     x, y = (batch["input_ids"], batch["labels"]) if isinstance(batch, dict) else batch
     out = model(x, y, loss_chunk_size=loss_chunk_size)
-    count = (y != IGNORE_INDEX).sum()
+    return summed_loss(out, (y != IGNORE_INDEX).sum())
+
+
+def summed_loss(out, count: torch.Tensor):
+    """(the mean loss of a DecoderOutput times its `count` targets, + MoE auxiliary losses per target, extras)."""
     loss = out.loss * count
     extras = {}
     if out.aux_loss is not None:
