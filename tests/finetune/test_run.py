@@ -127,3 +127,4 @@ def test_data_without_assistant_turns_is_an_error(workspace, tmp_path):
     bad.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
     with pytest.raises(DataError):
         finetune(_config(workspace, "lora", tmp_path / "run", f"data.train={bad}"), log=_quiet)
+

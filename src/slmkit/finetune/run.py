@@ -88,7 +88,12 @@ def chat_sample_prompts(tokenizer, prompts: list[str]) -> list[str]:
 def finetune(cfg: FinetuneConfig, log=print) -> dict:
     t = cfg.train
     dist, device = setup_distributed(t)
+    log = log if dist.is_main else (lambda *a, **k: None)
     try:
+        if dist.enabled and t.parallel == "fsdp" and cfg.method != "full":
+            # measured: the steps match one process, then the run hangs at its end (frozen base under FSDP2)
+            raise ConfigError("train.parallel=fsdp is not supported for LoRA/QLoRA fine-tunes yet: use "
+                              "train.parallel=ddp (the base is frozen, so DDP only syncs the small adapters)")
         base_dir = Path(cfg.base)
         model, _ = load_model(base_dir, device="cpu", dtype=torch.float32)
         model.train()
