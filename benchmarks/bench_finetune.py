@@ -151,7 +151,11 @@ def run_finetune(base: Path, train: Path, held: Path, out: Path, overrides: list
     start = time.perf_counter()
     result = finetune(cfg, log=lambda *a, **k: (lines.append(" ".join(map(str, a))), log(*a)))
     keep = ("status", "step", "train_seconds", "val_loss", "best_val_loss")
+    t, lora = cfg.train, cfg.lora
+    settings = (f"lr {t.lr:g}, max_steps {t.max_steps}, time_schedule {str(t.time_schedule).lower()}, "
+                f"r {lora.r}, alpha {lora.alpha:g}")
     return {**{k: result[k] for k in keep if k in result}, "wall_seconds": time.perf_counter() - start,
+            "settings": settings,
             "max_steps": cfg.train.max_steps, "summary": next((s for s in lines if "fine-tune of" in s), "")}
 
 
@@ -223,7 +227,9 @@ def main() -> None:
     raw = json.loads(RAW.read_text()) if RAW.is_file() else {}
     if args.quality or everything:
         result = quality(args.heldout, args.set)
-        trials = [t for t in raw.get("quality_trials", []) if t["overrides"] != args.set] + [result]
+        # a trial is one set of overrides of the recipe (trials without recorded settings predate a recipe change)
+        trials = [t for t in raw.get("quality_trials", [])
+                  if t["overrides"] != args.set and "settings" in t["finetune"]] + [result]
         raw["quality_trials"] = trials
         _save(raw)
     if args.speed or everything:

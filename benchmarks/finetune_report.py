@@ -33,7 +33,9 @@ def _pct(score: dict) -> str:
 
 
 def _trial_label(trial: dict) -> str:
-    return " ".join(trial["overrides"]) or "recipe as is"
+    label = " ".join(trial["overrides"]) or "recipe as is"
+    settings = trial["finetune"].get("settings")
+    return f"{label} ({settings})" if settings else label
 
 
 def quality(trials: list[dict], goal: float) -> list[str]:
