@@ -1,6 +1,7 @@
 """`finetune(cfg)`: chat SFT of a base model on the one Trainer (full, LoRA or QLoRA); what `slm finetune` runs.
 
-    from slmkit.finetune import finetune, read_finetune_config
+    from slmkit.finetune.config import read_finetune_config
+    from slmkit.finetune.run import finetune
     result = finetune(read_finetune_config("configs/sft-lora.yaml", ["base=runs/demo"]))
 
 Steps: load the base in float32, fingerprint it, give its tokenizer a ChatML template when it has none
