@@ -20,14 +20,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from slmkit.errors import CheckpointError
 from slmkit.fileio import atomic_file, write_json_atomic
 from slmkit.finetune.lora import LoraConfig, add_lora, lora_layers, merge_lora
 from slmkit.loading import load_model
-from slmkit.model.checkpoint import copy_tokenizer_files
+from slmkit.model.checkpoint import copy_tokenizer_files, read_weights
 from slmkit.quant import quantize_model
 from slmkit.tokenizer import load_tokenizer
 from slmkit.train.weights import strip_prefixes
@@ -87,11 +86,7 @@ def write_adapter_files(directory: Path, tensors: dict[str, torch.Tensor], meta:
 
 
 def read_adapter_tensors(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
-    path = Path(directory) / ADAPTER_WEIGHTS
-    if not path.is_file():
-        raise CheckpointError(f"{directory} has no {ADAPTER_WEIGHTS}")
-    with safe_open(str(path), framework="pt") as f:
-        return {name: f.get_tensor(name) for name in f.keys()}
+    return read_weights(directory, ADAPTER_WEIGHTS)
 
 
 def trainable_names(model: torch.nn.Module) -> set[str]:

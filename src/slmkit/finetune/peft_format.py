@@ -20,12 +20,12 @@ import re
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from slmkit.errors import CheckpointError
 from slmkit.fileio import atomic_file, write_text_atomic
 from slmkit.finetune.lora import LoraConfig, add_lora
+from slmkit.model.checkpoint import read_weights
 from slmkit.interop.hf_config import GPT2, export_architecture
 
 PREFIX = "base_model.model."
@@ -214,9 +214,7 @@ def read_peft_adapter(directory) -> tuple[dict, dict[str, torch.Tensor]]:
         config = json.loads((directory / PEFT_CONFIG).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise CheckpointError(f"{directory / PEFT_CONFIG} is not valid JSON") from None
-    with safe_open(str(directory / PEFT_WEIGHTS), framework="pt") as f:
-        tensors = {name: f.get_tensor(name) for name in f.keys()}
-    return config, tensors
+    return config, read_weights(directory, PEFT_WEIGHTS)
 
 
 def load_peft_into(model, directory) -> list[str]:

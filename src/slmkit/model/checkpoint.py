@@ -137,11 +137,11 @@ def read_config(directory: str | os.PathLike) -> ModelConfig:
         raise CheckpointError(f"{path}: {e}") from None
 
 
-def read_weights(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The tensors of a directory's model.safetensors (never unpickles)."""
-    weights = Path(directory) / WEIGHTS_FILE
+def read_weights(directory: str | os.PathLike, file_name: str = WEIGHTS_FILE) -> dict[str, torch.Tensor]:
+    """The tensors of a directory's model.safetensors (or another safetensors file in it; never unpickles)."""
+    weights = Path(directory) / file_name
     if not weights.is_file():
-        raise CheckpointError(f"{directory} has no {WEIGHTS_FILE}")
+        raise CheckpointError(f"{directory} has no {file_name}")
     with safe_open(str(weights), framework="pt") as f:
         return {name: f.get_tensor(name) for name in f.keys()}
 

@@ -15,9 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
-from slmkit.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, slmkit_config, write_model_files
+from slmkit.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_weights, slmkit_config, write_model_files
 
 PREFIXES = ("_orig_mod.", "module.")
 
@@ -54,8 +53,7 @@ class FullWeights:
 
     def read(self, directory: Path, model_config) -> dict[str, torch.Tensor]:
         """The full state dict from model.safetensors (prefixes stripped, a tied head re-added)."""
-        with safe_open(str(Path(directory) / WEIGHTS_FILE), framework="pt") as f:
-            state = strip_prefixes({name: f.get_tensor(name) for name in f.keys()})
+        state = strip_prefixes(read_weights(directory))
         if model_config.tie_embeddings and "embed.weight" in state:
             state["head.weight"] = state["embed.weight"]
         return state
