@@ -9,50 +9,23 @@ import torch
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM
 
-from slmkit.data.sources.instructions import generate_instruction_examples
 from slmkit.errors import CheckpointError, DataError
 from slmkit.finetune.adapter import read_adapter_tensors
-from slmkit.finetune.config import read_finetune_config
 from slmkit.finetune.export import export_merged, export_peft
 from slmkit.finetune.loading import load_for_use
 from slmkit.finetune.run import finetune
 from slmkit.loading import load_model
-from slmkit.model import Decoder, ModelConfig
-from slmkit.tokenizer import train_bpe_from_texts
+from slmkit.model import Decoder
+from tests.finetune.tiny_workspace import finetune_config, make_workspace, quiet
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ft")
-    examples = list(generate_instruction_examples(24, seed=0))
-    texts = [m["content"] for e in examples for m in e["messages"]]
-    tok = train_bpe_from_texts(texts, vocab_size=600, special_tokens=["<|endoftext|>"])
-    tok.save(root / "tok")
-    torch.manual_seed(0)
-    base = Decoder(ModelConfig(vocab_size=tok.vocab_size, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2,
-                               head_dim=16, d_ff=128, max_seq_len=512))
-    base.save_pretrained(root / "base", tokenizer_dir=root / "tok")
-    with open(root / "sft.jsonl", "w") as f:
-        for e in examples:
-            f.write(json.dumps(e) + "\n")
-    return root
-
-
-def _config(root, method, out, *extra):
-    overrides = [f"base={root / 'base'}", f"method={method}", f"data.train={root / 'sft.jsonl'}",
-                 "data.eval_fraction=0.2", f"train.out_dir={out}", "train.batch_size=2", "train.seq_len=256",
-                 "train.max_steps=4", "train.warmup_steps=1", "train.lr=1e-2", "train.eval_every=0",
-                 "train.checkpoint_every=2", "train.sample_tokens=0", "train.progress=false", "train.plots=false",
-                 "train.tensorboard=false", "train.log_every=1", "lora.r=4", *extra]
-    return read_finetune_config(None, overrides)
-
-
-def _quiet(*a, **k):
-    pass
+    return make_workspace(tmp_path_factory.mktemp("ft"))
 
 
 def test_lora_run_writes_an_adapter_and_checkpoints_hold_only_it(workspace, tmp_path):
-    result = finetune(_config(workspace, "lora", tmp_path / "run"), log=_quiet)
+    result = finetune(finetune_config(workspace, "lora", tmp_path / "run"), log=quiet)
     run = tmp_path / "run"
     assert result["status"] == "finished" and result["val_loss"] > 0
     meta = json.loads((run / "adapter.json").read_text())
@@ -71,9 +44,9 @@ def test_lora_run_writes_an_adapter_and_checkpoints_hold_only_it(workspace, tmp_
 
 
 def test_lora_resume_is_bitwise_exact(workspace, tmp_path):
-    finetune(_config(workspace, "lora", tmp_path / "straight"), log=_quiet)
-    finetune(_config(workspace, "lora", tmp_path / "cut", "train.max_steps=2"), log=_quiet)
-    finetune(_config(workspace, "lora", tmp_path / "cut", "train.resume=auto"), log=_quiet)
+    finetune(finetune_config(workspace, "lora", tmp_path / "straight"), log=quiet)
+    finetune(finetune_config(workspace, "lora", tmp_path / "cut", "train.max_steps=2"), log=quiet)
+    finetune(finetune_config(workspace, "lora", tmp_path / "cut", "train.resume=auto"), log=quiet)
     a, b = read_adapter_tensors(tmp_path / "straight"), read_adapter_tensors(tmp_path / "cut")
     assert a.keys() == b.keys()
     for k in a:
@@ -81,7 +54,7 @@ def test_lora_resume_is_bitwise_exact(workspace, tmp_path):
 
 
 def test_adapter_on_another_base_is_refused(workspace, tmp_path):
-    finetune(_config(workspace, "lora", tmp_path / "run", "train.max_steps=1"), log=_quiet)
+    finetune(finetune_config(workspace, "lora", tmp_path / "run", "train.max_steps=1"), log=quiet)
     other = Decoder(load_model(workspace / "base")[0].config)
     other.save_pretrained(tmp_path / "other", tokenizer_dir=workspace / "tok")
     with pytest.raises(CheckpointError, match="fingerprint"):
@@ -89,7 +62,7 @@ def test_adapter_on_another_base_is_refused(workspace, tmp_path):
 
 
 def test_merge_and_peft_export_give_the_adapter_logits(workspace, tmp_path):
-    finetune(_config(workspace, "lora", tmp_path / "run", "lora.dora=true"), log=_quiet)
+    finetune(finetune_config(workspace, "lora", tmp_path / "run", "lora.dora=true"), log=quiet)
     adapted, _, _ = load_for_use(tmp_path / "run", merge=False)
     ids = torch.randint(0, 300, (1, 20))
     expected = adapted(ids).logits
@@ -107,13 +80,13 @@ def test_merge_and_peft_export_give_the_adapter_logits(workspace, tmp_path):
 
 
 def test_qlora_and_full_runs(workspace, tmp_path):
-    finetune(_config(workspace, "qlora", tmp_path / "q", "train.gradient_checkpointing=true",
-                     "train.precision=bf16"), log=_quiet)
+    finetune(finetune_config(workspace, "qlora", tmp_path / "q", "train.gradient_checkpointing=true",
+                     "train.precision=bf16"), log=quiet)
     meta = json.loads((tmp_path / "q" / "adapter.json").read_text())
     assert meta["quantization"] == "nf4"
     model, _, _ = load_for_use(tmp_path / "q", merge=False)
     assert any(type(m).__name__ == "NF4Linear" for m in model.modules())
-    finetune(_config(workspace, "full", tmp_path / "full"), log=_quiet)
+    finetune(finetune_config(workspace, "full", tmp_path / "full"), log=quiet)
     with safe_open(str(tmp_path / "full" / "model.safetensors"), framework="pt") as f:
         assert "blocks.0.attn.q_proj.weight" in f.keys()
     full, _ = load_model(tmp_path / "full")
@@ -126,5 +99,5 @@ def test_data_without_assistant_turns_is_an_error(workspace, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
     with pytest.raises(DataError):
-        finetune(_config(workspace, "lora", tmp_path / "run", f"data.train={bad}"), log=_quiet)
+        finetune(finetune_config(workspace, "lora", tmp_path / "run", f"data.train={bad}"), log=quiet)
 

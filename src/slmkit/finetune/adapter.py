@@ -113,25 +113,36 @@ class AdapterWeights:
         return read_adapter_tensors(directory)
 
 
-def resize_vocabulary(model: torch.nn.Module, vocab_size: int) -> None:
-    """Grow the embedding (and an untied head) to `vocab_size` rows; new rows start at the mean row,
-    the usual choice for added special tokens (their logits start near the average token's)."""
-    old = model.embed.weight
-    if vocab_size <= old.shape[0]:
-        return
-    embed = torch.nn.Embedding(vocab_size, old.shape[1], device=old.device, dtype=old.dtype)
+def grown_embedding(old: torch.nn.Embedding, vocab_size: int) -> torch.nn.Embedding:
+    """A copy of `old` with rows up to `vocab_size`; new rows start at the mean row, the usual choice
+    for added special tokens (their logits start near the average token's)."""
+    weight = old.weight
+    embed = torch.nn.Embedding(vocab_size, weight.shape[1], device=weight.device, dtype=weight.dtype)
     with torch.no_grad():
-        embed.weight[: old.shape[0]] = old
-        embed.weight[old.shape[0]:] = old.mean(0)
-    model.embed = embed
+        embed.weight[: weight.shape[0]] = weight
+        embed.weight[weight.shape[0]:] = weight.mean(0)
+    return embed
+
+
+def grown_head(old: torch.nn.Linear, vocab_size: int) -> torch.nn.Linear:
+    """An untied output head grown like `grown_embedding`."""
+    weight = old.weight
+    head = torch.nn.Linear(weight.shape[1], vocab_size, bias=False, device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        head.weight[: weight.shape[0]] = weight
+        head.weight[weight.shape[0]:] = weight.mean(0)
+    return head
+
+
+def resize_vocabulary(model: torch.nn.Module, vocab_size: int) -> None:
+    """Grow the embedding (and an untied head) to `vocab_size` rows (see grown_embedding)."""
+    if vocab_size <= model.embed.weight.shape[0]:
+        return
+    model.embed = grown_embedding(model.embed, vocab_size)
     if model.config.tie_embeddings:
-        model.head.weight = embed.weight
+        model.head.weight = model.embed.weight
     else:
-        head = torch.nn.Linear(old.shape[1], vocab_size, bias=False, device=old.device, dtype=model.head.weight.dtype)
-        with torch.no_grad():
-            head.weight[: old.shape[0]] = model.head.weight
-            head.weight[old.shape[0]:] = model.head.weight.mean(0)
-        model.head = head
+        model.head = grown_head(model.head, vocab_size)
     model.config.vocab_size = vocab_size
 
 

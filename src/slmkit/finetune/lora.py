@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slmkit.errors import ConfigError
+from slmkit.quant.checkpoint import set_module
 from slmkit.quant.linear import QuantLinear
 
 ALL_LINEAR = "all-linear"
@@ -106,6 +107,11 @@ class LoraLinear(nn.Module):
         y = self.base(x)
         if self.merged or not self.enabled:
             return y
+        return self.adapted(x, y)
+
+    def adapted(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The adapted output for input x, given the base's output y = base(x) (shared by several adapters
+        when a server routes batch rows to different adapters: adapter_routing.py)."""
         dx = self.dropout(x)
         lora = F.linear(F.linear(dx.to(self.lora_A.dtype), self.lora_A), self.lora_B) * self.scaling
         if self.lora_magnitude is None:
@@ -168,11 +174,6 @@ def target_names(model: nn.Module, targets: list[str]) -> list[str]:
     return chosen
 
 
-def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
-
-
 def add_lora(model: nn.Module, cfg: LoraConfig) -> list[str]:
     """Wrap the targeted projections in place and make only the adapters (and cfg.train_modules) trainable."""
     if any(isinstance(m, LoraLinear) for m in model.modules()):
@@ -181,7 +182,7 @@ def add_lora(model: nn.Module, cfg: LoraConfig) -> list[str]:
     for p in model.parameters():
         p.requires_grad_(False)
     for name in names:
-        _set_module(model, name, LoraLinear(model.get_submodule(name), cfg.r, cfg.scaling, cfg.dropout, cfg.dora))
+        set_module(model, name, LoraLinear(model.get_submodule(name), cfg.r, cfg.scaling, cfg.dropout, cfg.dora))
     for name in cfg.train_modules:
         try:
             module = model.get_submodule(name)
@@ -218,7 +219,7 @@ def merge_lora(model: nn.Module, keep_adapters: bool = True) -> list[str]:
                 dense.bias.copy_(base.bias.detach().float())
         if isinstance(base, nn.Linear):
             dense = dense.to(base.weight.dtype)
-        _set_module(model, name, dense)
+        set_module(model, name, dense)
         merged.append(name)
     return merged
 

@@ -12,6 +12,11 @@ token is sampled right away), then runs ONE batched decode forward for every run
 with its own sampling settings and random generator. Finished requests leave at once and their row
 is reused, so requests can join and leave between steps.
 
+Several adapters over one base (a model with an `adapter_route`, finetune/adapter_set.py): `add`
+takes the request's `adapter` (its route index, tokenizer, EOS ids and vocabulary: a
+`RoutedAdapter`), and every forward routes each row to its request's adapter, so requests for
+different fine-tunes share a batch.
+
 Context policy: a prompt longer than the cache (the model's context window unless `max_len` is
 smaller) raises `ContextLengthError`; generation that reaches the end of the window stops with
 finish_reason "length".
@@ -65,6 +70,8 @@ class _Running:
     text: str = ""
     next_token: int | None = None  # sampled but not yet in the cache
     finish_reason: str | None = None
+    adapter: int = -1  # the route index of a model with several adapters (-1: the base)
+    eos_ids: set[int] = field(default_factory=set)
 
 
 def eos_ids_for(tokenizer=None, info=None) -> set[int]:
@@ -94,8 +101,12 @@ class BatchGenerator:
     def max_len(self) -> int:
         return self.cache.max_len
 
-    def add(self, prompt_ids: list[int], params: SamplingParams | None = None, request_id: str | None = None) -> str:
-        """Queue a request; it starts at the next `step()` with a free row. Returns its id."""
+    def add(self, prompt_ids: list[int], params: SamplingParams | None = None, request_id: str | None = None,
+            adapter=None) -> str:
+        """Queue a request; it starts at the next `step()` with a free row. Returns its id.
+
+        adapter: for a model with several adapters, the one this request runs (anything with `index`,
+        `tokenizer`, `eos_ids` and `vocab_size`: finetune.adapter_routing.RoutedAdapter); None: the base."""
         params = params or SamplingParams()
         prompt_ids = [int(i) for i in prompt_ids]
         if not prompt_ids:
@@ -104,12 +115,14 @@ class BatchGenerator:
             raise ContextLengthError(
                 f"the prompt has {len(prompt_ids)} tokens but the context window is {self.max_len} tokens "
                 "(including room for one new token); shorten the prompt")
-        vocab = self.runner.config.vocab_size
+        vocab = adapter.vocab_size if adapter is not None else self.runner.config.vocab_size
         if min(prompt_ids) < 0 or max(prompt_ids) >= vocab:
             raise SlmError(f"prompt token id {max(prompt_ids)} is outside the model's vocabulary ({vocab})")
         request_id = request_id if request_id is not None else f"req-{next(self._ids)}"
-        self.waiting.append(_Running(request_id, prompt_ids, params, Sampler(params),
-                                     TextStream(self.tokenizer, params.stop)))
+        tokenizer = adapter.tokenizer if adapter is not None else self.tokenizer
+        self.waiting.append(_Running(request_id, prompt_ids, params, Sampler(params), TextStream(tokenizer, params.stop),
+                                     adapter=adapter.index if adapter is not None else -1,
+                                     eos_ids=set(adapter.eos_ids) if adapter is not None else self.eos_ids))
         return request_id
 
     def has_work(self) -> bool:
@@ -132,16 +145,16 @@ class BatchGenerator:
             self.cache.set_length(row, 0)
             self.running.append(request)
             logits = self.runner.forward(torch.tensor([request.prompt_ids], device=self.runner.device),
-                                         self.cache, row0=row)
+                                         self.cache, row0=row, adapters=[request.adapter])
             self._accept(row, self._sample(request, logits[0]), events)
         self._sweep()
         if self.running:
             n = len(self.running)
             if n == 1:  # the runner's one-token path (no id tensor to build)
-                logits = self.runner.decode(self.running[0].next_token, self.cache, 0)
+                logits = self.runner.decode(self.running[0].next_token, self.cache, 0, self.running[0].adapter)
             else:
                 ids = torch.tensor([[r.next_token] for r in self.running], device=self.runner.device)
-                logits = self.runner.forward(ids, self.cache)
+                logits = self.runner.forward(ids, self.cache, adapters=[r.adapter for r in self.running])
             if all(r.params.greedy and not r.sampler.processors for r in self.running):
                 tokens = logits.argmax(-1).tolist()
             else:
@@ -160,7 +173,7 @@ class BatchGenerator:
         """Record a sampled token for the request in `row`; mark it finished (next_token None) if done."""
         request = self.running[row]
         params = request.params
-        if token in self.eos_ids and not params.ignore_eos or token in params.stop_token_ids:
+        if token in request.eos_ids and not params.ignore_eos or token in params.stop_token_ids:
             self._finish(request, None, "stop", events)
             return
         request.generated.append(token)

@@ -52,6 +52,8 @@ class LayerWeights:
 def refusal(model) -> str | None:
     """Why `OneTokenStep` cannot run `model` (the caller then decodes with Decoder.forward), or None."""
     c = model.config
+    if getattr(model, "adapter_route", None) is not None:
+        return "it routes batch rows to several adapters (the step holds one set of weights)"
     if model.embed.weight.dtype != torch.float32:
         return f"its weights are {model.embed.weight.dtype}, the step is float32 only"
     if model.rope is None:

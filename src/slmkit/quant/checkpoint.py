@@ -39,7 +39,8 @@ def _linear_names(model, include_head: bool) -> list[str]:
     return names
 
 
-def _set_module(model, name: str, module: nn.Module) -> None:
+def set_module(model, name: str, module: nn.Module) -> None:
+    """Put `module` at the dotted `name` of `model` (replacing what was there)."""
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, module)
 
@@ -62,7 +63,7 @@ def quantize_model(model, method: str, group_size: int = 64, include_head: bool 
             module = Int4Linear.from_linear(linear, group_size)
         else:
             module = METHODS[method].from_linear(linear)
-        _set_module(model, name, module)
+        set_module(model, name, module)
     model.quantization = {"method": method, "group_size": group_size if method == "int4" else None,
                           "modules": names}
     return names
@@ -123,7 +124,7 @@ def load_quantized(directory: str | os.PathLike, device=None, dtype: torch.dtype
         cls = METHODS[quant["method"]]
         kwargs = {"group_size": quant["group_size"]} if quant["method"] == "int4" else {}
         with torch.device("cpu"):
-            _set_module(model, name, cls(linear.in_features, linear.out_features, linear.bias is not None, **kwargs))
+            set_module(model, name, cls(linear.in_features, linear.out_features, linear.bias is not None, **kwargs))
     with safe_open(str(weights), framework="pt") as f:
         # Fresh allocations: tensors read from the file can sit at unaligned addresses, and torch's
         # int8 CPU kernel crashes on a misaligned weight.
