@@ -8,6 +8,7 @@ EXAMPLES = """examples:
   slm serve runs/demo                                   # http://127.0.0.1:8000 (playground at /)
   slm serve runs/demo-int8 --port 8080 --api-key secret
   slm serve runs/demo --host 0.0.0.0 --max-batch 32 --max-tokens 256 --max-queue 128
+  slm serve runs/demo --adapter stories=runs/demo-sft --adapter qa=runs/demo-qa   # one base, three model ids
 
 then, from any OpenAI client:
   from openai import OpenAI
@@ -45,6 +46,9 @@ def register(subparsers) -> None:
     parser.add_argument("--max-body-bytes", type=_positive, default=1 << 20,
                         help="largest request body accepted; larger gets 413 (default: 1 MiB)")
     parser.add_argument("--name", default=None, help="the model id clients use (default: the directory name)")
+    parser.add_argument("--adapter", action="append", type=_adapter_spec, default=[], metavar="NAME=DIR",
+                        help="also serve this fine-tune of RUN (an slmkit or PEFT adapter directory) as model NAME; "
+                        "repeat for more. Requests for different adapters share the decode batch")
     parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                         help="cast weights at load (default: as stored)")
     parser.add_argument("--shutdown-timeout", type=float, default=30.0,
@@ -59,6 +63,36 @@ def _positive(text: str) -> int:
     return value
 
 
+def _adapter_spec(text: str) -> tuple[str, str]:
+    name, sep, directory = text.partition("=")
+    if not sep or not name.strip() or not directory:
+        raise argparse.ArgumentTypeError(f"expected NAME=DIR (e.g. stories=runs/demo-sft), got {text!r}")
+    return name.strip(), directory
+
+
+def adapters_to_serve(base: str, specs: list[tuple[str, str]], base_name: str | None) -> dict[str, str]:
+    """{model id: adapter dir} from the --adapter options, checked: unique ids, none the base's, dirs that exist."""
+    from pathlib import Path
+
+    from slmkit.errors import ConfigError
+    from slmkit.finetune.adapter import is_adapter_dir
+    from slmkit.finetune.peft_format import is_peft_dir
+
+    if specs and (is_adapter_dir(base) or is_peft_dir(base)):
+        raise ConfigError(f"{base} is an adapter; with --adapter, RUN is the base model they share "
+                          "(serve one adapter alone as `slm serve ADAPTER_DIR`)")
+    base_id = base_name or Path(base).resolve().name
+    adapters: dict[str, str] = {}
+    for name, directory in specs:
+        if name == base_id or name in adapters:
+            raise ConfigError(f"--adapter {name}={directory}: the model id {name!r} is already taken "
+                              f"({'the base' if name == base_id else 'another adapter'}); give each a different NAME")
+        if not Path(directory).is_dir():
+            raise ConfigError(f"--adapter {name}={directory}: no such directory")
+        adapters[name] = directory
+    return adapters
+
+
 def run(args) -> int:
     import logging
     import os
@@ -71,6 +105,7 @@ def run(args) -> int:
                          api_key=args.api_key or os.environ.get("SLM_API_KEY") or None,
                          max_batch=args.max_batch, max_tokens=args.max_tokens, max_queue=args.max_queue,
                          max_context=args.max_context, max_body_bytes=args.max_body_bytes,
-                         shutdown_timeout=args.shutdown_timeout, dtype=args.dtype)
+                         shutdown_timeout=args.shutdown_timeout, dtype=args.dtype,
+                         adapters=adapters_to_serve(args.model, args.adapter, args.name))
     serve(config)
     return 0

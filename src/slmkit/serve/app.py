@@ -67,36 +67,37 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/v1/models", dependencies=[auth])
     async def models():
-        return {"object": "list", "data": [_model_card(service)]}
+        return {"object": "list", "data": [_model_card(service, served) for served in service.models.values()]}
 
     @app.get("/v1/models/{model_id}", dependencies=[auth])
     async def model(model_id: str):
-        if model_id != service.model_name:
-            raise APIError(404, f"the model '{model_id}' does not exist", param="model", code="model_not_found")
-        return _model_card(service)
+        return _model_card(service, service.resolve(model_id))
 
     @app.post("/v1/completions", dependencies=[auth])
     async def completions(body: P.CompletionRequest, request: Request):
-        service.check_model(body)
-        prompts = service.completion_prompts(body)
+        served = service.resolve(body.model)
+        prompts = service.completion_prompts(body, served)
         params = service.sampling_params(body, prompts, COMPLETION_DEFAULT_MAX_TOKENS)
-        return await _run(service, request, body, prompts, params, chat=False)
+        return await _run(service, request, body, prompts, params, served, chat=False)
 
     @app.post("/v1/chat/completions", dependencies=[auth])
     async def chat_completions(body: P.ChatCompletionRequest, request: Request):
-        service.check_model(body)
-        prompts = [service.chat_prompt(body)]
-        params = service.sampling_params(body, prompts, None, extra_stop=service.chat_stop())
-        return await _run(service, request, body, prompts, params, chat=True)
+        served = service.resolve(body.model)
+        prompts = [service.chat_prompt(body, served)]
+        params = service.sampling_params(body, prompts, None, extra_stop=service.chat_stop(served))
+        return await _run(service, request, body, prompts, params, served, chat=True)
 
     app.add_middleware(BodyLimit, max_bytes=service.config.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=service.metrics)
     return app
 
 
-def _model_card(service: Service) -> dict:
-    return {"id": service.model_name, "object": "model", "created": service.created, "owned_by": "slmkit",
+def _model_card(service: Service, served) -> dict:
+    card = {"id": served.name, "object": "model", "created": service.created, "owned_by": "slmkit",
             "context_length": service.context_len}
+    if served.index >= 0:  # an adapter: its base, as vLLM's model list says it
+        card["parent"] = service.model_name
+    return card
 
 
 def _require_key(api_key: str | None):
@@ -113,13 +114,13 @@ def _require_key(api_key: str | None):
     return check
 
 
-async def _run(service: Service, request: Request, body, prompts, params, chat: bool) -> Response:
+async def _run(service: Service, request: Request, body, prompts, params, served, chat: bool) -> Response:
     rid = P.new_id("chatcmpl" if chat else "cmpl")
     created = P.now()
-    events, sequences = service.submit(prompts, params, body.n)
+    events, sequences = service.submit(prompts, params, body.n, served)
     prompt_tokens = sum(len(p) for p in prompts)
     if body.stream:
-        stream = _sse(service, events, sequences, rid, created, chat, prompt_tokens, body.include_usage)
+        stream = _sse(service, events, sequences, rid, served.name, created, chat, prompt_tokens, body.include_usage)
         return StreamingResponse(stream, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     texts = [""] * len(sequences)
@@ -147,13 +148,12 @@ async def _run(service: Service, request: Request, body, prompts, params, chat: 
     choices = [{"index": i, "text": t, "finish_reason": f} for i, (t, f) in enumerate(zip(texts, finish))]
     use = P.usage(prompt_tokens, completion_tokens)
     build = P.chat_object if chat else P.completion_object
-    return JSONResponse(build(rid, service.model_name, created, choices, use))
+    return JSONResponse(build(rid, served.name, created, choices, use))
 
 
-async def _sse(service: Service, events: asyncio.Queue, sequences, rid: str, created: int, chat: bool,
+async def _sse(service: Service, events: asyncio.Queue, sequences, rid: str, model: str, created: int, chat: bool,
                prompt_tokens: int, include_usage: bool):
     """Server-sent events: one `data: {chunk}` per text delta, a finish chunk per choice, then [DONE]."""
-    model = service.model_name
     remaining, completion_tokens = len(sequences), 0
     try:
         if chat:

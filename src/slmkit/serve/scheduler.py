@@ -48,6 +48,7 @@ class Sequence:
     params: SamplingParams
     index: int  # the choice index in the response
     sink: Callable[[tuple], None]
+    adapter: object | None = None  # the served model (a RoutedAdapter) when the server routes adapters
     arrived: float = field(default_factory=time.perf_counter)
     id: str = ""
     completion_tokens: int = 0
@@ -150,7 +151,7 @@ class Scheduler:
                 for seq in joining:
                     seq.id = f"seq-{next(self._ids)}"
                     self._active[seq.id] = seq
-                    self.engine.add(seq.prompt_ids, seq.params, request_id=seq.id)
+                    self.engine.add(seq.prompt_ids, seq.params, request_id=seq.id, adapter=seq.adapter)
                 self._drop_cancelled()
                 if self.engine.has_work():
                     self._step()

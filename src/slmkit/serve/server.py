@@ -46,7 +46,9 @@ def serve(config: ServeConfig, service: Service | None = None, ready_message: bo
     server = build_server(config, service)
     if ready_message:
         auth = "API key required" if config.api_key else "no API key"
-        print(f"serving '{service.model_name}' on http://{config.host}:{config.port} "
+        adapters = [name for name in service.models if name != service.model_name]
+        also = f" with adapters {', '.join(adapters)}" if adapters else ""
+        print(f"serving '{service.model_name}'{also} on http://{config.host}:{config.port} "
               f"(batch {config.max_batch}, max_tokens {config.max_tokens}, queue {config.max_queue}, "
               f"context {service.context_len}, {auth}); playground at /", flush=True)
     server.run()

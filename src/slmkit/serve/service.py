@@ -1,6 +1,11 @@
 """`Service`: the served model behind the routes — loading, prompt building, limits, and running
 requests through the scheduler (collected whole, or as a stream of events).
 
+With adapters (`slm serve BASE --adapter NAME=DIR ...`) the server offers several model ids over one
+base: the base's own and one per adapter. A request's "model" picks its adapter; requests for
+different adapters share the decode batch (finetune/adapter_set.py routes each row), and each uses its
+adapter's tokenizer, chat template and EOS.
+
 Limits (each a 400 in OpenAI's error shape): a prompt that leaves no room in the context window,
 max_tokens above the server's cap (--max-tokens), or prompt + max_tokens beyond the window.
 """
@@ -10,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from slmkit.finetune.adapter_routing import BASE, RoutedAdapter
+from slmkit.finetune.adapter_set import load_adapter_set
 from slmkit.finetune.loading import load_for_use
 from slmkit.infer.sampling import SamplingError, SamplingParams
 from slmkit.tokenizer.chat_template import chat_stop_strings, render_chat
@@ -39,13 +46,18 @@ class ServeConfig:
     max_body_bytes: int = 1 << 20
     shutdown_timeout: float = 30.0  # seconds in-flight requests get to finish after SIGTERM
     dtype: str | None = None  # "float32" / "bfloat16" to cast the weights at load
+    adapters: dict[str, str] = field(default_factory=dict)  # model id -> adapter directory, over `model`
 
 
 class Service:
-    def __init__(self, model, tokenizer, eos_ids: set[int], config: ServeConfig):
+    def __init__(self, model, tokenizer, eos_ids: set[int], config: ServeConfig,
+                 served: list[RoutedAdapter] | None = None):
         self.config = config
-        self.model_name = config.name or Path(config.model).resolve().name
+        self.model_name = config.name or Path(config.model).resolve().name  # the default model id
         self.tokenizer = tokenizer
+        if served is None:  # one model: the base
+            served = [RoutedAdapter(self.model_name, BASE, tokenizer, eos_ids, model.config.vocab_size)]
+        self.models: dict[str, RoutedAdapter] = {s.name: s for s in served}
         self.created = int(time.time())
         self.metrics = Metrics(queue_depth=lambda: self.scheduler.queue_depth(),
                                running=lambda: self.scheduler.running_count())
@@ -59,6 +71,10 @@ class Service:
         import torch
 
         dtype = getattr(torch, config.dtype) if config.dtype else None
+        if config.adapters:
+            name = config.name or Path(config.model).resolve().name
+            model, served = load_adapter_set(config.model, config.adapters, dtype=dtype, base_name=name)
+            return cls(model, served[0].tokenizer, served[0].eos_ids, config, served)
         model, tokenizer, eos_ids = load_for_use(config.model, dtype=dtype)  # adapter directories too
         return cls(model, tokenizer, eos_ids, config)
 
@@ -71,41 +87,45 @@ class Service:
 
     # ------------------------------------------------------------------ building sequences
 
-    def check_model(self, body: SamplingFields) -> None:
-        if body.model is not None and body.model != self.model_name:
-            raise APIError(404, f"the model '{body.model}' does not exist; this server serves '{self.model_name}'",
-                           param="model", code="model_not_found")
+    def resolve(self, model_id: str | None) -> RoutedAdapter:
+        """The served model a request names (none named: the base); 404 for an id this server lacks."""
+        if model_id is None:
+            return self.models[self.model_name]
+        served = self.models.get(model_id)
+        if served is None:
+            raise APIError(404, f"the model '{model_id}' does not exist; this server serves "
+                           f"{', '.join(repr(m) for m in self.models)}", param="model", code="model_not_found")
+        return served
 
-    def _encode(self, text: str) -> list[int]:
-        if self.tokenizer is None:
+    def _encode(self, text: str, served: RoutedAdapter) -> list[int]:
+        if served.tokenizer is None:
             raise APIError(400, "this model has no tokenizer; send the prompt as a list of token ids",
                            param="prompt")
-        return self.tokenizer.encode(text, allowed_special="all")
+        return served.tokenizer.encode(text, allowed_special="all")
 
-    def completion_prompts(self, body: CompletionRequest) -> list[list[int]]:
+    def completion_prompts(self, body: CompletionRequest, served: RoutedAdapter) -> list[list[int]]:
         prompts = []
         for p in body.prompts():
             if isinstance(p, str):
-                prompts.append(self._encode(p))
+                prompts.append(self._encode(p, served))
             else:
-                vocab = self.scheduler.runner.config.vocab_size
-                if any(not 0 <= i < vocab for i in p):
-                    raise APIError(400, f"prompt token ids must be in [0, {vocab})", param="prompt")
+                if any(not 0 <= i < served.vocab_size for i in p):
+                    raise APIError(400, f"prompt token ids must be in [0, {served.vocab_size})", param="prompt")
                 prompts.append(p)
         return prompts
 
-    def chat_prompt(self, body: ChatCompletionRequest) -> list[int]:
-        if self.tokenizer is None:
+    def chat_prompt(self, body: ChatCompletionRequest, served: RoutedAdapter) -> list[int]:
+        if served.tokenizer is None:
             raise APIError(400, "this model has no tokenizer, so chat is not available")
         try:
             messages = [{"role": m.role, "content": m.text()} for m in body.messages]
         except ValueError as e:
             raise APIError(400, str(e), param="messages") from None
-        return self._encode(render_chat(self.tokenizer, messages))
+        return self._encode(render_chat(served.tokenizer, messages), served)
 
-    def chat_stop(self) -> list[str]:
+    def chat_stop(self, served: RoutedAdapter) -> list[str]:
         """Stop strings a chat needs beyond EOS (the transcript's next 'User:' turn without a template)."""
-        return chat_stop_strings(self.tokenizer)
+        return chat_stop_strings(served.tokenizer)
 
     def sampling_params(self, body: SamplingFields, prompts: list[list[int]], default_max: int | None,
                         extra_stop: list[str] = ()) -> list[SamplingParams]:
@@ -139,7 +159,8 @@ class Service:
 
     # ------------------------------------------------------------------ running
 
-    def submit(self, prompts: list[list[int]], params: list[SamplingParams], n: int) -> tuple[asyncio.Queue, list[Sequence]]:
+    def submit(self, prompts: list[list[int]], params: list[SamplingParams], n: int,
+               served: RoutedAdapter | None = None) -> tuple[asyncio.Queue, list[Sequence]]:
         """Queue n choices per prompt; events arrive on the returned asyncio queue.
 
         Choice k of a seeded request samples with seed + k, so every choice differs and each is reproducible.
@@ -155,7 +176,7 @@ class Service:
             for k in range(n):
                 choice = i * n + k
                 p = base if base.seed is None or choice == 0 else _with_seed(base, base.seed + choice)
-                sequences.append(Sequence(prompt, p, choice, sink))
+                sequences.append(Sequence(prompt, p, choice, sink, adapter=served))
         try:
             self.scheduler.submit(sequences)
         except QueueFull as e:
