@@ -34,11 +34,14 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from slmkit.train.distributed import launched_rank
     from slmkit.finetune.config import read_finetune_config
     from slmkit.finetune.run import finetune
 
     overrides = list(args.overrides) + (["train.progress=false"] if args.no_progress else [])
     result = finetune(read_finetune_config(args.config, overrides))
+    if launched_rank() != 0:  # under torchrun the summary comes from rank 0 alone
+        return 0
     if result.get("val_loss") is not None:
         print(f"held-out assistant tokens: loss {result['val_loss']:.4f}, perplexity {result['val_ppl']:.2f}")
     print(f"{result['status']} at step {result['step']} ({result['skipped_steps']} skipped); "

@@ -37,10 +37,13 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from slmkit.train.distributed import launched_rank
     from slmkit.train.run import train_from_recipe
 
     overrides = list(args.overrides) + (["train.progress=false", "data.progress=false"] if args.no_progress else [])
     result = train_from_recipe(args.config, overrides)
+    if launched_rank() != 0:  # under torchrun the summary comes from rank 0 alone
+        return 0
     if result.get("val_loss") is not None:
         print(f"validation: loss {result['val_loss']:.4f}, perplexity {result['val_ppl']:.2f}"
               + (f", {result['val_bpb']:.4f} bits/byte" if result.get("val_bpb") else ""))

@@ -79,10 +79,15 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     return device
 
 
+def launched_rank() -> int:
+    """This process's global rank as torchrun set it (0 when run alone)."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def setup_distributed(train_cfg) -> tuple[Dist, torch.device]:
     """Join torchrun's process group when WORLD_SIZE > 1; pick this process's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
+    rank = launched_rank()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = pick_device(train_cfg.device, local_rank)
     dist = Dist(rank, local_rank, world)
