@@ -4,7 +4,9 @@ It lives above model/, quant/ and interop/ (it imports all three), so none of th
 
 A directory is ours when its config.json says "format": "slmkit" (or "slmkit-quantized": slmkit.quant's
 int8/int4/NF4 checkpoints, loaded with quantized linear layers); it is a Hugging Face model when its
-config.json names a supported architecture (Llama, Qwen3, Qwen3-MoE, GPT-2).
+config.json names a supported architecture (Llama, Qwen3, Qwen3-MoE, GPT-2). `load_for_inference(path)`
+adds the directory's tokenizer and the ids that end generation (`eos_ids_for`), for every layer that
+runs a model (infer, finetune, eval, serve).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from slmkit.model.checkpoint import CONFIG_FILE, FORMAT, read_config, read_confi
 from slmkit.model.config import ModelConfig
 from slmkit.model.decoder import Decoder
 from slmkit.quant.checkpoint import load_quantized, read_quantized_config
+from slmkit.tokenizer import load_tokenizer
 
 
 @dataclass
@@ -85,3 +88,23 @@ def read_model_config(path: str | os.PathLike) -> ModelConfig:
     if kind == "slmkit":
         return read_config(path)
     return config_from_hf(read_hf_config(path))
+
+
+def load_for_inference(path: str | os.PathLike, device=None, dtype: torch.dtype | None = None):
+    """(model, tokenizer or None, eos ids) from a run directory, an HF directory or a quantized checkpoint."""
+    model, info = load_model(path, device=device, dtype=dtype)
+    tokenizer = None
+    if info.tokenizer_path is not None:
+        tokenizer = load_tokenizer(info.tokenizer_path.parent)
+    return model, tokenizer, eos_ids_for(tokenizer, info)
+
+
+def eos_ids_for(tokenizer=None, info=None) -> set[int]:
+    """The ids that end generation: the tokenizer's EOS and the model config's eos_token_id(s)."""
+    ids: set[int] = set()
+    if tokenizer is not None and tokenizer.eos_id is not None:
+        ids.add(tokenizer.eos_id)
+    value = (getattr(info, "special_tokens", None) or {}).get("eos_token_id")
+    if value is not None:
+        ids.update(value if isinstance(value, list) else [value])
+    return ids

@@ -10,7 +10,8 @@ import pytest
 from slmkit.cli import main
 from slmkit.finetune.loading import load_for_use
 from slmkit.finetune.run import finetune
-from slmkit.infer.generator import Generator, load_for_inference
+from slmkit.infer.generator import Generator
+from slmkit.loading import load_for_inference
 from slmkit.tokenizer.chat_template import render_chat
 from tests.finetune.tiny_workspace import finetune_config, make_workspace, quiet
 from tests.serve.conftest import ServerProcess, metric

@@ -30,8 +30,7 @@ from slmkit.finetune.adapter import (
 from slmkit.finetune.adapter_routing import BASE, AdapterRoute, RoutedAdapter, RoutedLora, RoutedModule
 from slmkit.finetune.lora import LORA_PARAMS, LoraConfig, LoraLinear, set_module
 from slmkit.finetune.peft_format import from_peft, is_peft_dir, read_peft_adapter
-from slmkit.infer.engine import eos_ids_for
-from slmkit.loading import load_model
+from slmkit.loading import eos_ids_for, load_model
 from slmkit.quant import quantize_model
 from slmkit.tokenizer import load_tokenizer
 

@@ -18,9 +18,7 @@ from slmkit.errors import CheckpointError
 from slmkit.finetune.adapter import is_adapter_dir, load_adapted_model
 from slmkit.finetune.lora import merge_lora
 from slmkit.finetune.peft_format import is_peft_dir, load_peft_into, read_peft_adapter
-from slmkit.infer.engine import eos_ids_for
-from slmkit.infer.generator import load_for_inference
-from slmkit.loading import load_model
+from slmkit.loading import eos_ids_for, load_for_inference, load_model
 from slmkit.tokenizer import load_tokenizer
 
 

@@ -34,6 +34,7 @@ from slmkit.errors import SlmError
 from slmkit.infer.runner import ModelRunner
 from slmkit.infer.sampling import Sampler, SamplingParams
 from slmkit.infer.text import TextStream
+from slmkit.loading import eos_ids_for
 
 
 class ContextLengthError(SlmError, ValueError):
@@ -72,17 +73,6 @@ class _Running:
     finish_reason: str | None = None
     adapter: int = -1  # the route index of a model with several adapters (-1: the base)
     eos_ids: set[int] = field(default_factory=set)
-
-
-def eos_ids_for(tokenizer=None, info=None) -> set[int]:
-    """The ids that end generation: the tokenizer's EOS and the model config's eos_token_id(s)."""
-    ids: set[int] = set()
-    if tokenizer is not None and tokenizer.eos_id is not None:
-        ids.add(tokenizer.eos_id)
-    value = (getattr(info, "special_tokens", None) or {}).get("eos_token_id")
-    if value is not None:
-        ids.update(value if isinstance(value, list) else [value])
-    return ids
 
 
 class BatchGenerator:

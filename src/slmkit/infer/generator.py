@@ -10,18 +10,15 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import fields
 
-import torch
 
 from slmkit.errors import SlmError
-from slmkit.infer.engine import BatchGenerator, Completion, ContextLengthError, eos_ids_for
+from slmkit.infer.engine import BatchGenerator, Completion, ContextLengthError
 from slmkit.infer.runner import ModelRunner
 from slmkit.infer.sampling import SamplingParams
-from slmkit.loading import load_model
-from slmkit.tokenizer import load_tokenizer
+from slmkit.loading import eos_ids_for, load_for_inference
 
 _PARAM_NAMES = {f.name for f in fields(SamplingParams)}
 
@@ -35,15 +32,6 @@ def make_params(params: SamplingParams | None = None, **kwargs) -> SamplingParam
     values = {f: getattr(params, f) for f in _PARAM_NAMES}
     values.update(kwargs)
     return SamplingParams(**values)
-
-
-def load_for_inference(path: str | os.PathLike, device=None, dtype: torch.dtype | None = None):
-    """(model, tokenizer or None, eos ids) from a run directory, an HF directory or a quantized checkpoint."""
-    model, info = load_model(path, device=device, dtype=dtype)
-    tokenizer = None
-    if info.tokenizer_path is not None:
-        tokenizer = load_tokenizer(info.tokenizer_path.parent)
-    return model, tokenizer, eos_ids_for(tokenizer, info)
 
 
 class Generator:
