@@ -13,6 +13,8 @@ from slmkit.finetune.chat_data import load_sft_examples
 CHAT = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
                      {"role": "assistant", "content": "Hello."}], "check": {"names": ["Max"]}, "id": 7}
 PROMPT_COMPLETION = {"prompt": "Name a pet.", "completion": "A cat."}
+SHAREGPT = {"conversations": [{"from": "system", "value": "Be brief."}, {"from": "human", "value": "Hi"},
+                               {"from": "gpt", "value": "Hello."}], "id": "sharegpt-1"}
 CONVERSATIONAL_PC = {"prompt": [{"role": "user", "content": "Q?"}], "completion": [{"role": "assistant", "content": "A."}]}
 
 
@@ -22,12 +24,13 @@ def write_jsonl(path, records):
 
 
 def test_jsonl_formats_and_extra_keys(tmp_path):
-    path = write_jsonl(tmp_path / "sft.jsonl", [CHAT, "", PROMPT_COMPLETION, CONVERSATIONAL_PC])
+    path = write_jsonl(tmp_path / "sft.jsonl", [CHAT, "", PROMPT_COMPLETION, CONVERSATIONAL_PC, SHAREGPT])
     conversations = load_sft_examples(str(path))
     assert conversations == [
         CHAT["messages"],
         [{"role": "user", "content": "Name a pet."}, {"role": "assistant", "content": "A cat."}],
         [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}],
+        CHAT["messages"],  # ShareGPT's from/value turns map to the same roles and contents
     ]
     assert load_sft_examples(str(path), limit=2) == conversations[:2]
 
@@ -50,6 +53,9 @@ def test_json_list_and_splits(tmp_path):
     ({"messages": [{"role": "user", "content": 3}]}, "line 2 message 0: 'content' must be a string"),
     ({"messages": []}, "line 2: 'messages' must be a non-empty list"),
     ({"prompt": "x", "completion": ["y"]}, "line 2: 'prompt' and 'completion' must be two strings"),
+    ({"conversations": [{"from": "narrator", "value": "x"}]}, "line 2 turn 0: unknown ShareGPT speaker 'narrator'"),
+    ({"conversations": [{"from": "human"}]}, "line 2 turn 0: a ShareGPT turn needs 'from' and 'value'"),
+    ({"conversations": [{"from": "human", "value": "Hi"}]}, "line 2: no assistant turn"),
     ("[1, 2]", "line 2: a record must be a JSON object"),
     ("{not json", "line 2: not valid JSON"),
 ])

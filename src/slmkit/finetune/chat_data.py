@@ -8,7 +8,9 @@ A record is a JSON object with either
 - `messages`: [{"role": "system" | "user" | "assistant" | "tool", "content": str, ...}, ...] with at least one
   assistant turn (other keys of a message, e.g. `reasoning_content`, reach the chat template), or
 - `prompt` and `completion`: two strings (-> a user and an assistant message), or two lists of messages
-  (TRL's conversational prompt-completion format, concatenated).
+  (TRL's conversational prompt-completion format, concatenated), or
+- `conversations`: ShareGPT's [{"from": "system" | "human" | "gpt" | "tool", "value": str}, ...] (also "user",
+  "assistant", "function_call", "observation"), mapped to role/content.
 Other keys of a record (an id, a `check` for held-out scoring) are ignored. A `.jsonl` file holds one record
 per line (blank lines skipped); a `.json` file holds a list of records, or an object mapping split names to
 lists. `hf:NAME[:CONFIG]`, or a hub id `owner/name` that is not a local path, is read with `datasets`.
@@ -27,7 +29,8 @@ from slmkit.errors import DataError
 
 ROLES = ("system", "user", "assistant", "tool")
 HUB_PREFIX = "hf:"
-_LOCAL_HINT = "or give a local .jsonl file with one {\"messages\": [...]} or {\"prompt\", \"completion\"} record per line"
+_LOCAL_HINT = ("or give a local .jsonl file with one {\"messages\": [...]}, {\"prompt\", \"completion\"} or "
+               "ShareGPT {\"conversations\": [...]} record per line")
 
 
 def load_sft_examples(source: str, split: str = "train", limit: int | None = None) -> list[list[dict]]:
@@ -59,8 +62,11 @@ def record_to_messages(record, where: str) -> list[dict]:
         messages = record["messages"]
     elif "prompt" in record and "completion" in record:
         messages = _prompt_completion(record["prompt"], record["completion"], where)
+    elif "conversations" in record:
+        messages = _sharegpt_messages(record["conversations"], where)
     else:
-        raise DataError(f"{where}: missing 'messages' (or 'prompt' and 'completion'); keys: {sorted(record)[:8]}")
+        raise DataError(f"{where}: missing 'messages' (or 'prompt' and 'completion', or ShareGPT 'conversations'); "
+                        f"keys: {sorted(record)[:8]}")
     if not isinstance(messages, list) or not messages:
         raise DataError(f"{where}: 'messages' must be a non-empty list of {{\"role\", \"content\"}} objects")
     for k, message in enumerate(messages):
@@ -76,6 +82,27 @@ def _prompt_completion(prompt, completion, where: str) -> list[dict]:
     if isinstance(prompt, list) and isinstance(completion, list):
         return prompt + completion
     raise DataError(f"{where}: 'prompt' and 'completion' must be two strings or two lists of messages")
+
+
+# ShareGPT speaker names -> chat roles (ShareGPT, LLaMA-Factory's and Axolotl's sharegpt formats).
+SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "tool": "tool",
+                  "function_call": "assistant", "observation": "tool", "function": "tool"}
+
+
+def _sharegpt_messages(turns, where: str) -> list[dict]:
+    if not isinstance(turns, list) or not turns:
+        raise DataError(f"{where}: 'conversations' must be a non-empty list of {{\"from\", \"value\"}} objects")
+    messages = []
+    for k, turn in enumerate(turns):
+        if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
+            raise DataError(f"{where} turn {k}: a ShareGPT turn needs 'from' and 'value'")
+        role = SHAREGPT_ROLES.get(str(turn["from"]).lower())
+        if role is None:
+            raise DataError(f"{where} turn {k}: unknown ShareGPT speaker {turn['from']!r} "
+                            f"(expected one of {', '.join(sorted(SHAREGPT_ROLES))})")
+        messages.append({"role": role, "content": turn["value"]})
+    return messages
 
 
 def _check_message(message, where: str) -> None:
