@@ -1,0 +1,165 @@
+"""An evaluation report directory: results.json, report.md, report.html and PNG plots.
+
+    write_report(results, "reports/compare")   # -> reports/compare/{results.json, report.md, report.html, *.png}
+
+Tables: one per task, a row per model and per baseline, a column per metric (accuracies with their standard
+error). Plots: bits per byte of every model against the baselines, and each multiple-choice task's accuracy
+per model against chance. The directory is written under a temporary name and renamed into place, so a
+failed run never leaves half a report.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+
+from slmkit.errors import DataError
+from slmkit.eval.evaluation_run import HIGHER_IS_BETTER, EvalResults
+from slmkit.eval.text_eval import TEXT_TASK
+from slmkit.fileio import atomic_directory
+
+SHOWN_METRICS = ("bits_per_byte", "word_perplexity", "byte_perplexity", "perplexity", "acc", "acc_norm", "acc_bytes")
+SAMPLES_SHOWN = 3
+
+
+def require_plotting() -> None:
+    """Fail before a long run, not after it, when the plotting library is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise DataError("--report draws plots with matplotlib: pip install 'slmkit[eval]'") from None
+
+
+def write_report(results: EvalResults, out_dir: str | os.PathLike) -> Path:
+    require_plotting()
+    with atomic_directory(out_dir) as tmp:
+        (tmp / "results.json").write_text(json.dumps(results.to_json(), indent=1, default=float) + "\n")
+        plots = _plots(results, tmp)
+        sections = task_tables(results)
+        (tmp / "report.md").write_text(_markdown(results, sections, plots))
+        (tmp / "report.html").write_text(_html(results, sections, plots))
+    return Path(out_dir)
+
+
+def task_tables(results: EvalResults) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(task, header, rows) per task: models first, then baselines."""
+    sections = []
+    for task, info in results.tasks.items():
+        metrics = [m for m in SHOWN_METRICS if any(m in r.get(task, {}) for r in results.results.values())]
+        header = ["model"] + [f"{m} {'↑' if HIGHER_IS_BETTER.get(m, True) else '↓'}" for m in metrics]
+        rows = [[name] + [_cell(per_task.get(task, {}), m) for m in metrics]
+                for name, per_task in results.results.items()]
+        rows += [[f"*{name}*"] + [_cell(per_task.get(task, {}), m) for m in metrics]
+                 for name, per_task in results.baselines.items() if task in per_task]
+        title = f"{task} ({info['kind']}, {info['documents']} documents"
+        title += f", {info['num_fewshot']}-shot)" if info.get("num_fewshot") else ")"
+        sections.append((title, header, rows))
+    return sections
+
+
+def _cell(metrics: dict, name: str) -> str:
+    if name not in metrics:
+        return ""
+    value = metrics[name]
+    stderr = metrics.get(f"{name}_stderr")
+    text = f"{value:.4f}" if abs(value) < 1000 else f"{value:.4g}"
+    return f"{text} ± {stderr:.4f}" if stderr else text
+
+
+def _markdown(results: EvalResults, sections, plots: list[str]) -> str:
+    lines = ["# Evaluation report", "", f"slmkit {results.to_json()['slmkit_version']}", "", "## Models", "",
+             "| model | path | parameters |", "|---|---|---:|"]
+    lines += [f"| {m['name']} | {m['path']} | {m['parameters'] or ''} |" for m in results.models]
+    for title, header, rows in sections:
+        lines += ["", f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
+    lines += ["", "## Examples", ""] + _example_lines(results)
+    return "\n".join(lines) + "\n"
+
+
+def _example_lines(results: EvalResults) -> list[str]:
+    lines = []
+    for model, per_task in results.samples.items():
+        for task, samples in per_task.items():
+            for s in samples[:SAMPLES_SHOWN]:
+                if "continuations" not in s:
+                    continue
+                mark = "right" if s["pick"] == s["gold"] else "wrong"
+                lines.append(f"- **{model} / {task}** ({mark}): …{s['context'][-120:]!r} → picked "
+                             f"{s['continuations'][s['pick']]!r}, gold {s['continuations'][s['gold']]!r}")
+    return lines or ["(none)"]
+
+
+def _html(results: EvalResults, sections, plots: list[str]) -> str:
+    e = html.escape
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>Evaluation report</title><style>",
+             "body{font-family:sans-serif;max-width:1000px;margin:2em auto}table{border-collapse:collapse}",
+             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}",
+             "</style></head><body><h1>Evaluation report</h1><h2>Models</h2><table><tr><th>model</th><th>path</th>",
+             "<th>parameters</th></tr>"]
+    parts += [f"<tr><td>{e(m['name'])}</td><td>{e(m['path'])}</td><td>{m['parameters'] or ''}</td></tr>"
+              for m in results.models]
+    parts.append("</table>")
+    for title, header, rows in sections:
+        parts.append(f"<h2>{e(title)}</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{e(c.strip('*'))}</td>" for c in r) + "</tr>" for r in rows]
+        parts.append("</table>")
+    parts += ["<h2>Plots</h2>"] + [f"<img src='{e(p)}' alt='{e(p)}' style='max-width:100%'>" for p in plots]
+    parts += ["<h2>Examples</h2><ul>"] + [f"<li>{e(line[2:])}</li>" for line in _example_lines(results)]
+    parts.append("</ul></body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _plots(results: EvalResults, out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    if any(TEXT_TASK in r for r in results.results.values()):
+        names, values = [], []
+        for group in (results.results, results.baselines):
+            for name, per_task in group.items():
+                if "bits_per_byte" in per_task.get(TEXT_TASK, {}):
+                    names.append(name)
+                    values.append(per_task[TEXT_TASK]["bits_per_byte"])
+        fig, ax = plt.subplots(figsize=(max(4, len(names) * 1.2), 3.5))
+        colors = ["tab:blue"] * len(results.results) + ["tab:gray"] * (len(names) - len(results.results))
+        ax.bar(names, values, color=colors)
+        ax.set_ylabel("bits per byte (lower is better)")
+        ax.set_title("held-out text: models and baselines")
+        ax.tick_params(axis="x", rotation=30)
+        fig.tight_layout()
+        fig.savefig(out / "bits_per_byte.png", dpi=110)
+        plt.close(fig)
+        written.append("bits_per_byte.png")
+    choice_tasks = [t for t, info in results.tasks.items() if info["kind"] == "multiple_choice"]
+    if choice_tasks:
+        written.append(_accuracy_plot(plt, results, choice_tasks, out))
+    return written
+
+
+def _accuracy_plot(plt, results: EvalResults, tasks: list[str], out: Path) -> str:
+    models = list(results.results)
+    width = 0.8 / max(1, len(models))
+    fig, ax = plt.subplots(figsize=(max(5, len(tasks) * 1.6), 3.8))
+    for i, model in enumerate(models):
+        values = [results.results[model].get(t, {}).get("acc", 0.0) for t in tasks]
+        ax.bar([k + i * width for k in range(len(tasks))], values, width, label=model)
+    chance = results.baselines.get("chance", {})
+    for k, t in enumerate(tasks):
+        if t in chance:
+            ax.hlines(chance[t]["acc"], k - width / 2, k + width * (len(models) - 0.5), colors="black",
+                      linestyles="dashed", label="chance" if k == 0 else None)
+    ax.set_xticks([k + width * (len(models) - 1) / 2 for k in range(len(tasks))], tasks, rotation=20)
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "accuracy.png", dpi=110)
+    plt.close(fig)
+    return "accuracy.png"
