@@ -77,6 +77,18 @@ def test_chat_uses_the_adapters_template(adapter_server):
     assert answer["choices"][0]["message"]["content"] == expected.text
 
 
+def test_tokenizer_routes_pick_the_adapters_tokenizer(adapter_server):
+    root, proc = adapter_server
+    alone = _alone(root, "chat")
+    messages = [{"role": "user", "content": "Tell me a story about a cat."}]
+    info = httpx.get(proc.url + "/tokenizer_info", params={"model": "chat"}).json()
+    assert info["chat_template"] == alone.tokenizer.chat_template and info["eos_token"] == alone.tokenizer.eos_token
+    assert httpx.get(proc.url + "/tokenizer_info").json()["chat_template"] != info["chat_template"]  # the base's
+    r = httpx.post(proc.url + "/tokenize", json={"model": "chat", "messages": messages}).json()
+    assert r["tokens"] == alone.tokenizer.encode(render_chat(alone.tokenizer, messages))
+    assert httpx.get(proc.url + "/tokenizer_info", params={"model": "nope"}).status_code == 404
+
+
 def test_an_unknown_model_id_is_a_404_naming_the_served_ones(adapter_server):
     _, proc = adapter_server
     r = httpx.post(proc.url + "/v1/completions", json={"model": "nope", "prompt": "Hi", "max_tokens": 2})

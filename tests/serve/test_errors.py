@@ -36,8 +36,8 @@ def assert_healthy(server) -> None:
     (dict(temperature=2.5), "temperature"),
     (dict(top_p=0), "top_p"),
     (dict(n=0), "n"),
-    (dict(stop=["a", "b", "c", "d", "e"]), "stop"),
-    (dict(logprobs=2), "logprobs"),
+    (dict(stop=[f"s{i}" for i in range(65)]), "stop"),  # completions take up to 64 (lm-eval sends until + EOS)
+    (dict(logprobs=21), "logprobs"),  # OpenAI's limit is 20
 ])
 def test_invalid_parameters_are_400(client, tiny_run, kwargs, param):
     with pytest.raises(openai.BadRequestError) as e:

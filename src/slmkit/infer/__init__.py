@@ -8,6 +8,7 @@ sampling, a step-wise batch engine (continuous batching), streaming text, and sp
 
 from slmkit.infer.engine import BatchGenerator, Completion, ContextLengthError, StepEvent, eos_ids_for
 from slmkit.infer.generator import Generator, load_for_inference, make_params
+from slmkit.infer.logprobs import TokenLogprob, prompt_logprobs, token_logprob
 from slmkit.infer.runner import ModelRunner
 from slmkit.infer.sampling import (
     MinP, PresenceFrequencyPenalty, RepetitionPenalty, Sampler, SamplingError, SamplingParams, Temperature, TopK,
@@ -19,6 +20,7 @@ from slmkit.infer.text import TextStream
 __all__ = [
     "BatchGenerator", "Completion", "ContextLengthError", "Generator", "MinP", "ModelRunner",
     "PresenceFrequencyPenalty", "RepetitionPenalty", "Sampler", "SamplingError", "SamplingParams",
-    "SpeculativeGenerator", "StepEvent", "Temperature", "TextStream", "TopK", "TopP", "accept_draft",
-    "apply_processors", "build_processors", "eos_ids_for", "load_for_inference", "make_params",
+    "SpeculativeGenerator", "StepEvent", "Temperature", "TextStream", "TokenLogprob", "TopK", "TopP", "accept_draft",
+    "apply_processors", "build_processors", "eos_ids_for", "load_for_inference", "make_params", "prompt_logprobs",
+    "token_logprob",
 ]

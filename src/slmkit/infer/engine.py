@@ -17,6 +17,11 @@ takes the request's `adapter` (its route index, tokenizer, EOS ids and vocabular
 `RoutedAdapter`), and every forward routes each row to its request's adapter, so requests for
 different fine-tunes share a batch.
 
+Log-probs (SamplingParams.logprobs / prompt_logprobs, infer/logprobs.py): a request that asks for them
+gets each sampled token's raw log-prob on its event (also for a final EOS, which adds no text), and the
+prompt's on its first event (its prefill then keeps every position's logits). max_new_tokens 0 with
+prompt_logprobs scores the prompt and generates nothing (finish_reason "length").
+
 Context policy: a prompt longer than the cache (the model's context window unless `max_len` is
 smaller) raises `ContextLengthError`; generation that reaches the end of the window stops with
 finish_reason "length".
@@ -31,6 +36,7 @@ from dataclasses import dataclass, field
 import torch
 
 from slmkit.errors import SlmError
+from slmkit.infer.logprobs import TokenLogprob, prompt_logprobs, token_logprob
 from slmkit.infer.runner import ModelRunner
 from slmkit.infer.sampling import Sampler, SamplingParams
 from slmkit.infer.text import TextStream
@@ -49,6 +55,8 @@ class StepEvent:
     token_id: int | None
     delta: str  # new text, UTF-8 safe, stop strings withheld
     finish_reason: str | None = None  # None while running; "stop" (EOS / stop string) or "length"
+    logprob: TokenLogprob | None = None  # the sampled token's (EOS included), when the request asks
+    prompt_logprobs: list[TokenLogprob] | None = None  # on a request's first event, when it asks
 
 
 @dataclass
@@ -130,13 +138,7 @@ class BatchGenerator:
         """Admit waiting requests, then decode one token for every running request."""
         events: list[StepEvent] = []
         while self.waiting and len(self.running) < self.max_batch:
-            request = self.waiting.popleft()
-            row = len(self.running)
-            self.cache.set_length(row, 0)
-            self.running.append(request)
-            logits = self.runner.forward(torch.tensor([request.prompt_ids], device=self.runner.device),
-                                         self.cache, row0=row, adapters=[request.adapter])
-            self._accept(row, self._sample(request, logits[0]), events)
+            self._admit(self.waiting.popleft(), events)
         self._sweep()
         if self.running:
             n = len(self.running)
@@ -150,39 +152,64 @@ class BatchGenerator:
             else:
                 tokens = [self._sample(r, logits[i]) for i, r in enumerate(self.running)]
             for row in range(n):
-                self._accept(row, tokens[row], events)
+                event = self._accept(row, tokens[row], events)
+                self._attach_logprob(event, self.running[row], logits[row], tokens[row])
             self._sweep()
         return events
+
+    def _admit(self, request: _Running, events: list[StepEvent]) -> None:
+        """Prefill a waiting request into the next free row and sample its first token."""
+        row = len(self.running)
+        self.cache.set_length(row, 0)
+        self.running.append(request)
+        k_prompt = request.params.prompt_logprobs
+        logits = self.runner.forward(torch.tensor([request.prompt_ids], device=self.runner.device),
+                                     self.cache, row0=row, all_logits=k_prompt is not None, adapters=[request.adapter])
+        scored = None
+        if k_prompt is not None:  # logits [1, T, vocab]: every prompt position
+            scored = prompt_logprobs(logits[0], request.prompt_ids, k_prompt)
+            logits = logits[:, -1]
+        if request.params.max_new_tokens == 0:  # scoring only
+            self._finish(request, None, "length", events)
+        else:
+            token = self._sample(request, logits[0])
+            self._attach_logprob(self._accept(row, token, events), request, logits[0], token)
+        events[-1].prompt_logprobs = scored
+
+    def _attach_logprob(self, event: StepEvent, request: _Running, logits: torch.Tensor, token: int) -> None:
+        if request.params.logprobs is not None:
+            event.logprob = token_logprob(logits, token, request.params.logprobs)
 
     # ----------------------------------------------------------------------------------------- internals
 
     def _sample(self, request: _Running, logits: torch.Tensor) -> int:
         return request.sampler.sample(logits, request.prompt_ids, request.generated)
 
-    def _accept(self, row: int, token: int, events: list[StepEvent]) -> None:
-        """Record a sampled token for the request in `row`; mark it finished (next_token None) if done."""
+    def _accept(self, row: int, token: int, events: list[StepEvent]) -> StepEvent:
+        """Record a sampled token for the request in `row`; mark it finished (next_token None) if done.
+        Returns the event it appended."""
         request = self.running[row]
         params = request.params
         if token in request.eos_ids and not params.ignore_eos or token in params.stop_token_ids:
-            self._finish(request, None, "stop", events)
-            return
+            return self._finish(request, None, "stop", events)
         request.generated.append(token)
         delta = request.stream.push(token)
         if request.stream.stopped:
-            self._finish(request, token, "stop", events, delta)
-        elif len(request.generated) >= params.max_new_tokens or self.cache.lengths[row] + 1 >= self.max_len:
-            self._finish(request, token, "length", events, delta)
-        else:
-            request.next_token = token
-            request.text += delta
-            events.append(StepEvent(request.request_id, token, delta))
+            return self._finish(request, token, "stop", events, delta)
+        if len(request.generated) >= params.max_new_tokens or self.cache.lengths[row] + 1 >= self.max_len:
+            return self._finish(request, token, "length", events, delta)
+        request.next_token = token
+        request.text += delta
+        events.append(StepEvent(request.request_id, token, delta))
+        return events[-1]
 
-    def _finish(self, request: _Running, token, reason: str, events: list[StepEvent], delta: str = "") -> None:
+    def _finish(self, request: _Running, token, reason: str, events: list[StepEvent], delta: str = "") -> StepEvent:
         delta += request.stream.finish()
         request.text += delta
         request.next_token = None
         request.finish_reason = reason
         events.append(StepEvent(request.request_id, token, delta, reason))
+        return events[-1]
 
     def _sweep(self) -> None:
         """Release rows whose request finished, keeping running rows packed at the front."""

@@ -2,6 +2,8 @@
 
 A request's `SamplingParams` becomes a list of processors applied in this order (the order Hugging Face
 `generate` uses): repetition penalty, presence/frequency penalties, temperature, top-k, top-p, min-p.
+The request's own `logits_processors` (e.g. a grammar's token mask) run before all of them, so
+truncation only ever chooses among the tokens they allow.
 Each processor maps float32 logits [vocab] (one row) to new logits; removed tokens get -inf.
 
     params = SamplingParams(temperature=0.8, top_p=0.9, seed=1)
@@ -38,6 +40,12 @@ class SamplingParams:
     stop: list[str] = field(default_factory=list)  # stop strings (not included in the output)
     stop_token_ids: list[int] = field(default_factory=list)  # in addition to the model's EOS
     ignore_eos: bool = False
+    # Log-probs to report (infer/logprobs.py): None -> none; k -> each token's own plus the k most likely.
+    logprobs: int | None = None  # for each generated token
+    prompt_logprobs: int | None = None  # for each prompt token after the first (a full forward over the prompt)
+    # (logits [vocab], prompt_ids, generated_ids) -> logits, applied first; must not keep per-call state
+    # (n choices of one request share them)
+    logits_processors: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -50,8 +58,13 @@ class SamplingParams:
         def bad(name, value, rule):
             raise SamplingError(f"{name} must be {rule}, got {value!r}")
 
-        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
-            bad("max_new_tokens", self.max_new_tokens, "a positive integer")
+        scoring_only = self.max_new_tokens == 0 and self.prompt_logprobs is not None  # score the prompt, no tokens
+        if not isinstance(self.max_new_tokens, int) or (self.max_new_tokens < 1 and not scoring_only):
+            bad("max_new_tokens", self.max_new_tokens, "a positive integer (0 only with prompt_logprobs)")
+        for name in ("logprobs", "prompt_logprobs"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                bad(name, value, "None or an integer >= 0")
         if not _finite(self.temperature) or self.temperature < 0:
             bad("temperature", self.temperature, ">= 0 (0 means greedy)")
         if not isinstance(self.top_k, int) or self.top_k < 0:
@@ -70,6 +83,8 @@ class SamplingParams:
             self.stop = [self.stop]
         if any(not isinstance(s, str) or not s for s in self.stop):
             bad("stop", self.stop, "a list of non-empty strings")
+        if any(not callable(p) for p in self.logits_processors):
+            bad("logits_processors", self.logits_processors, "a list of callables")
 
 
 def _finite(x) -> bool:
@@ -159,7 +174,7 @@ class MinP:
 
 def build_processors(params: SamplingParams) -> list:
     """The processors a request needs, in application order (greedy still applies the penalties)."""
-    processors: list = []
+    processors: list = list(params.logits_processors)
     if params.repetition_penalty != 1.0:
         processors.append(RepetitionPenalty(params.repetition_penalty))
     if params.presence_penalty or params.frequency_penalty:

@@ -8,5 +8,6 @@
 
 Modules: protocol (request/response shapes), errors (OpenAI error JSON), service (model, prompts,
 limits), scheduler (the continuous-batching loop), app (routes), middleware (body limit, metrics),
-metrics (Prometheus text), chat (chat template), server (uvicorn, graceful shutdown), static/ (playground).
+metrics (Prometheus text), chat (chat template), server (uvicorn, graceful shutdown), static/ (playground),
+logprobs (log-probs in OpenAI's shapes), json_mode (JSON mode's token mask), tokenizer_routes (/tokenize etc.).
 """

@@ -7,8 +7,12 @@
     GET  /v1/models             the one served model
     POST /v1/completions        text completion (stream or not)
     POST /v1/chat/completions   chat completion, chat template applied (stream or not)
+    GET  /tokenizer_info        the tokenizer's special tokens and chat template (also under /v1/)
+    POST /tokenize, /detokenize text <-> token ids with the served tokenizer (also under /v1/)
 
-With an API key set, /v1/* and /metrics need `Authorization: Bearer KEY`.
+With an API key set, /v1/*, /metrics and the tokenizer routes need `Authorization: Bearer KEY`.
+The completion and tokenizer routes are what lm-eval's local-completions model needs
+(tokenizer_backend=remote): token-id prompts, echo + logprobs, and the tokenizer without HF files.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from slmkit import __version__
 from slmkit.serve import protocol as P
 from slmkit.serve.errors import APIError, error_body, install_handlers
+from slmkit.serve.logprobs import ChoiceResult, chat_logprobs, legacy_logprobs, prompt_text
 from slmkit.serve.middleware import BodyLimit, RequestMetrics
 from slmkit.serve.service import COMPLETION_DEFAULT_MAX_TOKENS, Service
+from slmkit.serve.tokenizer_routes import add_tokenizer_routes
 
 # How often a non-streamed request checks that its client is still connected (seconds).
 DISCONNECT_POLL = 0.5
@@ -77,16 +83,17 @@ def create_app(service: Service) -> FastAPI:
     async def completions(body: P.CompletionRequest, request: Request):
         served = service.resolve(body.model)
         prompts = service.completion_prompts(body, served)
-        params = service.sampling_params(body, prompts, COMPLETION_DEFAULT_MAX_TOKENS)
+        params = service.sampling_params(body, prompts, COMPLETION_DEFAULT_MAX_TOKENS, served)
         return await _run(service, request, body, prompts, params, served, chat=False)
 
     @app.post("/v1/chat/completions", dependencies=[auth])
     async def chat_completions(body: P.ChatCompletionRequest, request: Request):
         served = service.resolve(body.model)
         prompts = [service.chat_prompt(body, served)]
-        params = service.sampling_params(body, prompts, None, extra_stop=service.chat_stop(served))
+        params = service.sampling_params(body, prompts, None, served, extra_stop=service.chat_stop(served))
         return await _run(service, request, body, prompts, params, served, chat=True)
 
+    add_tokenizer_routes(app, service, auth)
     app.add_middleware(BodyLimit, max_bytes=service.config.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=service.metrics)
     return app
@@ -119,46 +126,65 @@ async def _run(service: Service, request: Request, body, prompts, params, served
     created = P.now()
     events, sequences = service.submit(prompts, params, body.n, served)
     prompt_tokens = sum(len(p) for p in prompts)
+    echoed = [prompt_text(served.tokenizer, p) for p in prompts] if not chat and body.echo else None
     if body.stream:
-        stream = _sse(service, events, sequences, rid, served.name, created, chat, prompt_tokens, body.include_usage)
+        stream = _sse(service, events, sequences, rid, served.name, created, chat, prompt_tokens, body, echoed)
         return StreamingResponse(stream, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    texts = [""] * len(sequences)
-    finish = [None] * len(sequences)
-    completion_tokens = 0
-    remaining = len(sequences)
+    results = [ChoiceResult() for _ in sequences]
     try:
-        while remaining:
-            try:
-                event = await asyncio.wait_for(events.get(), DISCONNECT_POLL)
-            except asyncio.TimeoutError:
-                if await request.is_disconnected():
-                    return Response(status_code=499)  # nobody is listening; sequences are cancelled below
-                continue
-            if event[0] == "delta":
-                texts[event[1]] += event[2]
-            elif event[0] == "done":
-                finish[event[1]] = event[2]
-                completion_tokens += event[3]
-                remaining -= 1
-            else:
-                raise APIError(500, event[1], code="generation_failed")
+        if not await _collect(events, results, request):
+            return Response(status_code=499)  # nobody is listening; sequences are cancelled below
     finally:
         service.cancel(sequences)
-    choices = [{"index": i, "text": t, "finish_reason": f} for i, (t, f) in enumerate(zip(texts, finish))]
-    use = P.usage(prompt_tokens, completion_tokens)
+    choices = [_choice(index, result, body, prompts[index // body.n], served.tokenizer, chat, echoed)
+               for index, result in enumerate(results)]
+    use = P.usage(prompt_tokens, sum(r.completion_tokens for r in results))
     build = P.chat_object if chat else P.completion_object
     return JSONResponse(build(rid, served.name, created, choices, use))
 
 
+async def _collect(events: asyncio.Queue, results: list[ChoiceResult], request: Request) -> bool:
+    """Apply events to their choices until all are done; False when the client went away first."""
+    remaining = len(results)
+    while remaining:
+        try:
+            event = await asyncio.wait_for(events.get(), DISCONNECT_POLL)
+        except asyncio.TimeoutError:
+            if await request.is_disconnected():
+                return False
+            continue
+        if event[0] == "error":
+            raise APIError(500, event[1], code="generation_failed")
+        if results[event[1]].apply(event):
+            remaining -= 1
+    return True
+
+
+def _choice(index: int, result: ChoiceResult, body, prompt: list[int], tokenizer, chat: bool,
+            echoed: list[str] | None) -> dict:
+    choice = {"index": index, "text": result.text, "finish_reason": result.finish_reason}
+    if chat:
+        if body.logprobs:
+            choice["logprobs"] = chat_logprobs(tokenizer, result)
+        return choice
+    if echoed is not None:
+        choice["text"] = echoed[index // body.n] + result.text
+    if body.logprobs is not None:
+        choice["logprobs"] = legacy_logprobs(tokenizer, prompt, result, body.echo, len(choice["text"]))
+    return choice
+
+
 async def _sse(service: Service, events: asyncio.Queue, sequences, rid: str, model: str, created: int, chat: bool,
-               prompt_tokens: int, include_usage: bool):
+               prompt_tokens: int, body, echoed: list[str] | None):
     """Server-sent events: one `data: {chunk}` per text delta, a finish chunk per choice, then [DONE]."""
     remaining, completion_tokens = len(sequences), 0
     try:
-        if chat:
-            for seq in sequences:
+        for seq in sequences:
+            if chat:
                 yield _data(P.chat_chunk(rid, model, created, seq.index, {"role": "assistant", "content": ""}, None))
+            elif echoed is not None:
+                yield _data(P.completion_chunk(rid, model, created, seq.index, echoed[seq.index // body.n], None))
         while remaining:
             event = await events.get()
             if event[0] == "delta":
@@ -173,10 +199,10 @@ async def _sse(service: Service, events: asyncio.Queue, sequences, rid: str, mod
                 chunk = (P.chat_chunk(rid, model, created, index, {}, reason) if chat
                          else P.completion_chunk(rid, model, created, index, "", reason))
                 yield _data(chunk)
-            else:
+            elif event[0] == "error":
                 yield _data(error_body(500, event[1], code="generation_failed"))
                 return
-        if include_usage:
+        if body.include_usage:
             yield _data(P.usage_chunk(rid, model, created, chat, P.usage(prompt_tokens, completion_tokens)))
         yield "data: [DONE]\n\n"
     finally:

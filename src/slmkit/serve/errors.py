@@ -81,8 +81,8 @@ def _validation_response(errors) -> JSONResponse:
     if first.get("type") == "json_invalid":
         return error_response(400, "request body is not valid JSON: " + str(first.get("ctx", {}).get("error", "")).strip(),
                               code="invalid_json")
-    param = ".".join(location) or None
+    param = ".".join(location) or (first.get("ctx") or {}).get("param")  # a whole-body check names its field
     message = first.get("msg", "invalid request")
-    if param:
+    if param and not message.startswith(param):
         message = f"{param}: {message}"
     return error_response(400, message, param=param, code="invalid_value")

@@ -12,7 +12,8 @@ from slmkit.serve.errors import error_bytes
 from slmkit.serve.metrics import Metrics
 
 # Paths reported as themselves in metrics; everything else is "other" (bounded label values).
-KNOWN_PATHS = {"/", "/health", "/ready", "/metrics", "/v1/models", "/v1/completions", "/v1/chat/completions"}
+KNOWN_PATHS = {"/", "/health", "/ready", "/metrics", "/v1/models", "/v1/completions", "/v1/chat/completions",
+               "/tokenizer_info", "/tokenize", "/detokenize", "/v1/tokenizer_info", "/v1/tokenize", "/v1/detokenize"}
 
 
 async def _send_error(send, status: int, message: str, code: str) -> None:

@@ -10,7 +10,9 @@ This module adds what a server needs around that core: a thread that owns the en
 thread-safe), a bounded queue (`QueueFull` becomes HTTP 429), cancellation when a client goes away
 (the sequence leaves the batch before the next step), draining for shutdown, recovery from a failed
 step, and metrics. The HTTP side gets events through `Sequence.sink`, a thread-safe callback:
-("delta", index, text), ("done", index, finish_reason, completion_tokens) or ("error", message).
+("delta", index, text), ("done", index, finish_reason, completion_tokens) or ("error", message); a
+sequence that asks for log-probs also gets ("prompt_logprobs", index, [TokenLogprob]) once and
+("logprob", index, TokenLogprob) per sampled token, each before that step's delta / done.
 """
 
 from __future__ import annotations
@@ -191,6 +193,10 @@ class Scheduler:
             if seq.first_token_at is None:
                 seq.first_token_at = now
                 self.metrics.ttft.observe(now - seq.arrived)
+            if event.prompt_logprobs is not None:
+                seq.sink(("prompt_logprobs", seq.index, event.prompt_logprobs))
+            if event.logprob is not None:
+                seq.sink(("logprob", seq.index, event.logprob))
             if event.delta:
                 seq.sink(("delta", seq.index, event.delta))
             if event.finish_reason is not None:

@@ -7,7 +7,8 @@ different adapters share the decode batch (finetune/adapter_set.py routes each r
 adapter's tokenizer, chat template and EOS.
 
 Limits (each a 400 in OpenAI's error shape): a prompt that leaves no room in the context window,
-max_tokens above the server's cap (--max-tokens), or prompt + max_tokens beyond the window.
+max_tokens above the server's cap (--max-tokens), or prompt + max_tokens beyond the window (prompts are
+never truncated). max_tokens 0 only with echo: the prompt is scored and nothing generated.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from slmkit.finetune.loading import load_for_use
 from slmkit.infer.sampling import SamplingError, SamplingParams
 from slmkit.tokenizer.chat_template import chat_stop_strings, render_chat
 from slmkit.serve.errors import APIError
+from slmkit.serve.json_mode import JsonObjectMask
 from slmkit.serve.metrics import Metrics
 from slmkit.serve.protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
 from slmkit.serve.scheduler import QueueFull, Scheduler, Sequence, ShuttingDown
@@ -65,6 +67,7 @@ class Service:
         self.scheduler = Scheduler(model, tokenizer, eos_ids, config.max_batch, config.max_queue, context,
                                    self.metrics)
         self.context_len = self.scheduler.context_len
+        self._json_masks: dict[str, JsonObjectMask] = {}  # JSON mode's token masks, per served model
 
     @classmethod
     def load(cls, config: ServeConfig) -> "Service":
@@ -105,12 +108,15 @@ class Service:
 
     def completion_prompts(self, body: CompletionRequest, served: RoutedAdapter) -> list[list[int]]:
         prompts = []
-        for p in body.prompts():
+        for k, p in enumerate(body.prompts()):
             if isinstance(p, str):
                 prompts.append(self._encode(p, served))
             else:
-                if any(not 0 <= i < served.vocab_size for i in p):
-                    raise APIError(400, f"prompt token ids must be in [0, {served.vocab_size})", param="prompt")
+                bad = [i for i in p if not 0 <= i < served.vocab_size]
+                if bad:
+                    which = f"prompt {k}: " if len(body.prompts()) > 1 else ""
+                    raise APIError(400, f"{which}token id {bad[0]} is outside the vocabulary; ids must be in "
+                                   f"[0, {served.vocab_size})", param="prompt")
                 prompts.append(p)
         return prompts
 
@@ -121,41 +127,72 @@ class Service:
             messages = [{"role": m.role, "content": m.text()} for m in body.messages]
         except ValueError as e:
             raise APIError(400, str(e), param="messages") from None
-        return self._encode(render_chat(served.tokenizer, messages), served)
+        return self._encode(render_chat(served.tokenizer, messages, body.add_generation_prompt), served)
 
     def chat_stop(self, served: RoutedAdapter) -> list[str]:
         """Stop strings a chat needs beyond EOS (the transcript's next 'User:' turn without a template)."""
         return chat_stop_strings(served.tokenizer)
 
     def sampling_params(self, body: SamplingFields, prompts: list[list[int]], default_max: int | None,
-                        extra_stop: list[str] = ()) -> list[SamplingParams]:
+                        served: RoutedAdapter, extra_stop: list[str] = ()) -> list[SamplingParams]:
         """One SamplingParams per prompt (max_new_tokens checked against the cap and the window)."""
-        longest = max(len(p) for p in prompts)
-        if any(not p for p in prompts):
-            raise APIError(400, "the prompt is empty", param="prompt")
-        room = self.context_len - longest
-        if room < 1:
-            raise APIError(400, f"this model's context window is {self.context_len} tokens, but the prompt has "
-                           f"{longest} tokens; shorten the prompt", param="messages" if default_max is None else "prompt",
-                           code="context_length_exceeded")
-        requested = body.requested_max_tokens
-        if requested is not None and requested > self.config.max_tokens:
-            raise APIError(400, f"max_tokens is {requested}, above this server's limit of {self.config.max_tokens}",
-                           param="max_tokens")
-        if requested is not None and requested > room:
-            raise APIError(400, f"this model's context window is {self.context_len} tokens; you asked for "
-                           f"{longest + requested} ({longest} in the prompt, {requested} in the completion); "
-                           "lower max_tokens or shorten the prompt", param="max_tokens",
-                           code="context_length_exceeded")
-        max_new = requested or min(default_max or self.config.max_tokens, self.config.max_tokens, room)
+        max_new = self._max_new_tokens(body, prompts, default_max)
+        logprobs, prompt_logprobs = _logprob_settings(body)
+        stop_ids = list(body.stop_token_ids or [])
+        if any(not 0 <= i < served.vocab_size for i in stop_ids):
+            raise APIError(400, f"stop_token_ids must be in [0, {served.vocab_size})", param="stop_token_ids")
+        processors = [self._json_mask(body, served)] if body.json_mode else []
         try:
             return [SamplingParams(max_new_tokens=max_new, temperature=body.temperature, top_p=body.top_p,
                                    top_k=body.top_k, min_p=body.min_p, repetition_penalty=body.repetition_penalty,
                                    presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
                                    seed=body.seed, stop=list(body.stop or []) + list(extra_stop),
-                                   ignore_eos=body.ignore_eos) for _ in prompts]
+                                   stop_token_ids=stop_ids, ignore_eos=body.ignore_eos, logprobs=logprobs,
+                                   prompt_logprobs=prompt_logprobs, logits_processors=processors) for _ in prompts]
         except SamplingError as e:
             raise APIError(400, str(e)) from None
+
+    def _json_mask(self, body: SamplingFields, served: RoutedAdapter) -> JsonObjectMask:
+        """JSON mode's token mask for the served model (built once per model: it reads the whole vocabulary)."""
+        if served.tokenizer is None or not served.eos_ids:
+            raise APIError(400, "JSON mode needs a tokenizer and an end-of-text token, which this model lacks",
+                           param="response_format")
+        if body.ignore_eos:
+            raise APIError(400, "JSON mode ends at end-of-text once the object closes; drop ignore_eos",
+                           param="ignore_eos")
+        if served.name not in self._json_masks:
+            self._json_masks[served.name] = JsonObjectMask(served.tokenizer, served.eos_ids)
+        return self._json_masks[served.name]
+
+    def _max_new_tokens(self, body: SamplingFields, prompts: list[list[int]], default_max: int | None) -> int:
+        """The request's max_new_tokens, or a 400: above the cap, or prompt + completion beyond the window.
+
+        Prompts are never truncated here (clients such as lm-eval truncate themselves and must know)."""
+        if any(not p for p in prompts):
+            raise APIError(400, "the prompt is empty", param="prompt")
+        longest = max(range(len(prompts)), key=lambda k: len(prompts[k]))
+        n_longest = len(prompts[longest])
+        which = f"prompt {longest} " if len(prompts) > 1 else "the prompt "
+        param = "messages" if isinstance(body, ChatCompletionRequest) else "prompt"
+        room = self.context_len - n_longest
+        if room < 1:
+            raise APIError(400, f"this model's context window is {self.context_len} tokens, but {which}has "
+                           f"{n_longest} tokens; shorten the prompt", param=param, code="context_length_exceeded")
+        requested = body.requested_max_tokens
+        if requested == 0 and not (isinstance(body, CompletionRequest) and body.echo):
+            raise APIError(400, "max_tokens must be at least 1 (0 only with echo, to score the prompt)",
+                           param="max_tokens")
+        if requested is not None and requested > self.config.max_tokens:
+            raise APIError(400, f"max_tokens is {requested}, above this server's limit of {self.config.max_tokens}",
+                           param="max_tokens")
+        if requested is not None and requested > room:
+            raise APIError(400, f"this model's context window is {self.context_len} tokens; you asked for "
+                           f"{n_longest + requested} ({which}has {n_longest}, {requested} in the completion); "
+                           "lower max_tokens or shorten the prompt", param="max_tokens",
+                           code="context_length_exceeded")
+        if requested is not None:
+            return requested
+        return min(default_max or self.config.max_tokens, self.config.max_tokens, room)
 
     # ------------------------------------------------------------------ running
 
@@ -229,6 +266,17 @@ class _Dispatcher:
             self._scheduled = False
         for queue, event in items:
             queue.put_nowait(event)
+
+
+def _logprob_settings(body: SamplingFields) -> tuple[int | None, int | None]:
+    """(logprobs, prompt_logprobs) for the engine: top-N per generated token / per prompt token, None = off."""
+    if isinstance(body, ChatCompletionRequest):
+        return (body.top_logprobs or 0) if body.logprobs else None, None
+    if not body.echo:
+        return body.logprobs, None
+    if body.logprobs is None:  # plain echo: the prompt text only; max_tokens 0 still runs the prefill
+        return None, 0 if body.requested_max_tokens == 0 else None
+    return body.logprobs, body.logprobs
 
 
 def _with_seed(params: SamplingParams, seed: int) -> SamplingParams:
