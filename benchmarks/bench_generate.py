@@ -39,7 +39,7 @@ from slmkit.infer import Generator, SpeculativeGenerator  # noqa: E402
 from slmkit.interop.hf_export import export_hf  # noqa: E402
 from slmkit.model import Decoder, preset  # noqa: E402
 from slmkit.quant import quantize_model, quantized_nbytes, save_quantized  # noqa: E402
-from slmkit.eval import score_tokens  # noqa: E402
+from slmkit.eval import document_loglikelihoods  # noqa: E402
 
 DEFAULT_THREADS = torch.get_num_threads()
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))  # for the batched / quantized / speculative rows
@@ -165,6 +165,12 @@ def train_briefly(model, ids, seconds, batch=8, seq=128, lr=1e-3, warmup=20):
     return model.eval(), steps, sum(losses[-20:]) / max(1, len(losses[-20:]))
 
 
+def perplexity(model, ids: list[int], eos: int) -> float:
+    """Token perplexity of `ids` as one document (slmkit.eval.likelihood's definition, 256-token windows)."""
+    ll = document_loglikelihoods(model, [ids], eos, min(256, model.config.max_seq_len))[0]
+    return math.exp(-ll / len(ids))
+
+
 def tokenizer_and_data():
     """The 4096-token BPE trained on the TinyStories 2 MiB head (cached), train ids, 8192 validation ids."""
     from slmkit.tokenizer import load_tokenizer, train_bpe
@@ -270,7 +276,7 @@ def main():
 
     tok, tok_dir, train_ids, valid_ids = tokenizer_and_data()
     (target, target_meta, target_dir), (draft, draft_meta, _) = trained_pair(train_ids, tok, tok_dir)
-    ppl_fp32 = score_tokens(target, valid_ids, min(256, target.config.max_seq_len)).perplexity
+    ppl_fp32 = perplexity(target, valid_ids, tok.eos_id)
     notes.append(f"target / quantization model: 43M params trained {target_meta['steps']} steps (batch 8 x 128 "
                  f"tokens, AdamW lr {target_meta['lr']:g} with warm-up and cosine decay, bf16 autocast, "
                  f"{target_meta['seconds']:.0f}s at {TRAIN_THREADS} thread(s) on the shared CPU, cached in "
@@ -288,7 +294,7 @@ def main():
         save_quantized(m, TMP / method, tokenizer_dir=tok_dir)
         del m
         q, _ = load_model(TMP / method)  # what `slm generate` loads: float tensors fp32 on CPU
-        ppl = score_tokens(q, valid_ids, min(256, q.config.max_seq_len)).perplexity
+        ppl = perplexity(q, valid_ids, tok.eos_id)
         quantized[method] = (q, ppl, quantized_nbytes(q))
         gen, runs[method] = decode_speed(q)
         quantized[method] += (gen.runner.fast is not None,)

@@ -8,9 +8,10 @@ step count sized from the first steps' speed, train.max_minutes as a hard cap on
 excluded) and train.time_schedule so the cosine decay completes by the deadline however fast the steps run.
 Validation text: ../shared/data/tinystories/tinystories_validation_head_hf.txt (the first ~4% of the HF
 validation split) split at blank lines into documents, cleaned and deduplicated by `slm prepare` into the
-val split. Its loss and bits per byte are `slmkit.eval.likelihood`'s definition, computed twice: by the
-Trainer's final evaluation over all of the split's windows (train.eval_windows=null), and here, from the saved
-model, by `slmkit.eval.score_documents` on the split's documents as text. The two must agree.
+val split. Its loss and bits per byte are `slmkit.eval.likelihood`'s definition (lm-eval's rolling
+log-likelihood, each document alone), computed twice: by the Trainer's final evaluation over the whole split
+(train.eval_windows=null), and here, from the saved model, by `slmkit.eval.score_documents` on the split's
+documents as text. The two must agree.
 Writes benchmarks/results/quality.md|json with three samples.
 """
 
@@ -115,7 +116,7 @@ def main() -> None:
     notes = [
         f"train: {TRAIN.name} ({train_tokens:,} tokens after cleaning/dedup); validation: {VALID.name} split at "
         f"blank lines, {val_source['docs_kept']:,} of its {val_source['docs_read']:,} paragraphs kept by cleaning and "
-        f"dedup, each followed by end-of-text: {val.tokens:,} scored tokens, {val.bytes:,} bytes of text",
+        f"dedup, each scored alone after end-of-text: {val.tokens:,} scored tokens, {val.bytes:,} bytes of text",
         "val loss / ppl / bits per byte: slmkit.eval.score_documents on those documents from the saved model; "
         "'val bits/byte (Trainer)' is the Trainer's final evaluation of the same split (the same definition, "
         "computed over the shards during training); "

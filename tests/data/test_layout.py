@@ -9,7 +9,7 @@ import slmkit.data
 
 DATA = Path(slmkit.data.__file__).parent
 ROOMS = ["sources", "clean", "dedup", "prepare"]
-SHARED = {"config", "manifest", "heap"}  # top modules any room may use
+SHARED = {"config", "manifest", "heap", "rolling_windows"}  # top modules any room (and the read side) may use
 
 
 def data_imports(path: Path) -> set[str]:

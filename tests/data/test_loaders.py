@@ -29,22 +29,25 @@ def test_corrupted_shard_and_tokenizer_mismatch_are_clear_errors(prepared, tmp_p
     assert shard.name in str(err.value) and "\n" not in str(err.value)
 
 
-def test_eval_windows_cover_every_token_exactly_once(prepared):
+def test_eval_batches_score_every_document_token_exactly_once(prepared):
     out, manifest = prepared
     tokens = np.concatenate([np.asarray(m) for m in manifest.memmaps("val")]).astype(np.int64)
+    document_tokens = tokens[tokens != manifest.eos_id]  # end-of-text separates documents, it is not a target
     for world in (1, 3):
         seen = []
         for rank in range(world):
-            for x, y in EvalBatches(out, batch_size=3, seq_len=50, rank=rank, world_size=world):
-                assert x.shape == y.shape == (x.shape[0], 50)
+            for x, y, doc_ids in EvalBatches(out, batch_size=3, seq_len=50, rank=rank, world_size=world):
+                assert x.shape == y.shape == doc_ids.shape == (x.shape[0], 50)
                 mask = y != -100
-                assert torch.equal(x[:, 1:][mask[:, 1:]], y[:, :-1][mask[:, 1:]])  # y is x shifted
+                same_window = doc_ids[:, 1:] == doc_ids[:, :-1]
+                shifted = mask[:, :-1] & same_window  # y is x shifted by one inside each window
+                assert torch.equal(x[:, 1:][shifted], y[:, :-1][shifted])
+                assert (doc_ids[mask] >= 0).all() and (x[doc_ids < 0] == 0).all()
                 seen.append(y[mask].numpy())
         got = np.concatenate(seen)
-        assert len(got) == len(tokens) - 1
-        assert sorted(got.tolist()) == sorted(tokens[1:].tolist())
-    ordered = np.concatenate([y[y != -100].numpy() for _, y in EvalBatches(out, 4, 50, rank=0, world_size=1)])
-    assert np.array_equal(ordered, tokens[1:])  # one rank: every target once, in order
+        assert sorted(got.tolist()) == sorted(document_tokens.tolist())
+    ordered = np.concatenate([y[y != -100].numpy() for _, y, _ in EvalBatches(out, 4, 50, rank=0, world_size=1)])
+    assert np.array_equal(ordered, document_tokens)  # one rank: every target once, in order
 
 
 def test_train_loader_state_restores_identical_batches(prepared):

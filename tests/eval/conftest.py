@@ -57,5 +57,5 @@ class UniformModel(torch.nn.Module):
         super().__init__()
         self.vocab = vocab
 
-    def forward(self, x):
+    def forward(self, x, document_ids=None):
         return type("Output", (), {"logits": torch.zeros(*x.shape, self.vocab)})()

@@ -1,19 +1,21 @@
 """The one loss / perplexity / bits-per-byte definition: analytic values (uniform logits), bytes counted by
-hand with end-of-text, windows cut as documented, sums over ranks, and the Trainer's validation equal to
-scoring the same documents as text (what the quality benchmark relies on)."""
+hand, lm-eval's own rolling windows as the reference for ours, packed rows equal to one forward pass per
+window, sums over ranks, and the Trainer's validation equal to scoring the same documents as text (what the
+quality benchmark and `slm eval` rely on)."""
 
 import contextlib
 import math
+import random
 
 import numpy as np
 import pytest
 import torch
+from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
 from slmkit.data import EvalBatches, read_manifest
-from slmkit.eval import (
-    LikelihoodTotals, document_stream, score_batches, score_documents, score_tokens, token_byte_lengths,
-    token_windows,
-)
+from slmkit.data.rolling_windows import pack_windows, rolling_windows, window_spans
+from slmkit.eval import LikelihoodTotals, document_loglikelihoods, document_stream, score_batches, score_documents
+from slmkit.eval import token_byte_lengths
 from slmkit.tokenizer import Tokenizer
 from slmkit.train.distributed import Dist
 from slmkit.train.evaluation import evaluate
@@ -30,24 +32,20 @@ def byte_tokenizer(merges=()) -> Tokenizer:
     return Tokenizer(vocab, list(merges), special_tokens={EOT: 256 + len(merges)})
 
 
-def test_bytes_counted_by_hand_with_end_of_text():
-    # "héllo" is 6 UTF-8 bytes (é is 2), "ab" 2. Single-byte ids: the stream is
-    # h c3 a9 l l o EOT a b EOT -> 10 tokens, 9 targets (the first token is never one);
-    # bytes = 5 (héllo without its first byte) + 0 (EOT) + 2 + 0 = 7.
+def test_bytes_and_targets_counted_by_hand():
+    # "héllo" is 6 UTF-8 bytes (é is 2) and 6 single-byte ids, "ab" 2: each document is scored alone,
+    # conditioned on end-of-text, every one of its tokens a target and the end-of-text after it not.
     tok = byte_tokenizer()
-    ids = document_stream(tok, ["héllo", "ab"])
-    assert ids == [104, 0xC3, 0xA9, 108, 108, 111, 256, 97, 98, 256]
-    totals = score_tokens(UniformModel(257), ids, seq_len=4, byte_lengths=token_byte_lengths(tok))
-    assert (totals.tokens, totals.bytes) == (9, 7)
+    totals = score_documents(UniformModel(257), tok, ["héllo", "ab"], seq_len=4)
+    assert (totals.tokens, totals.bytes, totals.words, totals.documents) == (8, 8, 2, 2)
     assert totals.loss == pytest.approx(math.log(257))
-    assert totals.bits_per_byte == pytest.approx(9 * math.log2(257) / 7)
-    # with "ab" merged into one id the same text is 8 targets but still 7 bytes
+    assert totals.bits_per_byte == pytest.approx(8 * math.log2(257) / 8)
+    # with "ab" merged into one id the same text is 7 targets but still 8 bytes
     merged = byte_tokenizer(merges=[(97, 98)])
-    ids = document_stream(merged, ["héllo", "ab"])
-    assert ids == [104, 0xC3, 0xA9, 108, 108, 111, 257, 256, 257]
-    totals = score_tokens(UniformModel(258), ids, seq_len=4, byte_lengths=token_byte_lengths(merged))
-    assert (totals.tokens, totals.bytes) == (8, 7)
-    assert totals.bits_per_byte == pytest.approx(8 * math.log2(258) / 7)
+    totals = score_documents(UniformModel(258), merged, ["héllo", "ab"], seq_len=4)
+    assert (totals.tokens, totals.bytes) == (7, 8)
+    assert totals.bits_per_byte == pytest.approx(7 * math.log2(258) / 8)
+    assert totals.word_perplexity == pytest.approx(math.exp(7 * math.log(258) / 2))
 
 
 def test_token_byte_lengths_pads_unused_ids_and_zeroes_specials():
@@ -57,49 +55,56 @@ def test_token_byte_lengths_pads_unused_ids_and_zeroes_specials():
     assert lengths[97] == 1 and lengths[256] == 2 and lengths[257] == 0 and lengths[258:].sum() == 0
 
 
-def test_windows_tile_the_stream_as_documented():
-    batches = list(token_windows(list(range(10)), seq_len=4, batch_size=2))
-    (x0, y0), (x1, y1) = batches
-    assert x0.tolist() == [[0, 1, 2, 3], [4, 5, 6, 7]] and y0.tolist() == [[1, 2, 3, 4], [5, 6, 7, 8]]
-    assert x1.tolist() == [[8, 0, 0, 0]] and y1.tolist() == [[9, -100, -100, -100]]
-    targets = torch.cat([y[y != -100] for _, y in batches])
-    assert targets.tolist() == list(range(1, 10))  # every token after the first, exactly once
-    assert list(token_windows([5], seq_len=4)) == []  # one token: nothing to predict
+def test_windows_are_lm_evals_rolling_windows():
+    assert window_spans(10, 4) == [(0, 1, 4), (4, 5, 4), (6, 9, 2)]
+    rng = random.Random(0)
+    for _ in range(200):
+        tokens = [rng.randrange(100) for _ in range(rng.randrange(1, 60))]
+        length = rng.randrange(1, 20)
+        theirs = [make_disjoint_window(w) for w in get_rolling_token_windows(tokens, 999, length, 1)]
+        ours = list(rolling_windows(tokens, 999, length))
+        assert ours == [(list(c), list(x)) for c, x in theirs]
+        assert [t for _, x in ours for t in x] == tokens  # every token a target exactly once
 
 
-def test_context_resets_at_each_window():
-    class CopiesPrevious(torch.nn.Module):
-        """Certain that the next token repeats the previous one, except at a window's first position,
-        where it has seen one token only and spreads its guess evenly."""
+def test_packed_rows_hold_whole_windows_and_every_target_once():
+    lengths = [3, 2, 17, 1, 4, 9, 40]  # short neighbours share rows; long documents fill theirs
+    rows = pack_windows(lengths, 8)
+    assert all(sum(w.length for w in row) <= 8 for row in rows)
+    per_document = [sum(w.targets for row in rows for w in row if w.document == d) for d in range(len(lengths))]
+    assert per_document == lengths and len(rows) < sum(len(window_spans(n, 8)) for n in lengths)
 
-        def forward(self, x):
-            logits = torch.full((*x.shape, 8), -1e4)
-            logits.scatter_(-1, x.unsqueeze(-1), 0.0)
-            logits[:, 0] = 0.0
-            return type("Output", (), {"logits": logits})()
 
-    totals = score_tokens(CopiesPrevious(), [3] * 13, seq_len=4)  # 12 targets in 3 windows
-    assert totals.tokens == 12 and totals.nats == pytest.approx(3 * math.log(8))
+def test_packed_scoring_equals_one_forward_per_window(random_model, eval_tokenizer):
+    docs = [eval_tokenizer.encode(t) for t in ["Tom had a red ball. He liked it!", "Hi.", "A cat sat on a mat " * 6]]
+    eos = eval_tokenizer.eos_id
+    packed = document_loglikelihoods(random_model, docs, eos, seq_len=16, batch_size=2)
+    alone = []
+    for ids in docs:
+        total = 0.0
+        for context, continuation in rolling_windows(ids, eos, 16):
+            x = torch.tensor([(context + continuation)[:-1]])
+            with torch.no_grad():
+                logp = random_model(x).logits[0].log_softmax(-1)[len(context) - 1:]
+            total += float(logp.gather(1, torch.tensor(continuation)[:, None]).sum())
+        alone.append(total)
+    torch.testing.assert_close(torch.tensor(packed), torch.tensor(alone, dtype=torch.float64), rtol=1e-5, atol=1e-4)
 
 
 def test_uniform_model_on_documents(eval_tokenizer):
     docs = ["Once upon a time there was a cat.", "Tom had a red ball. He liked it!", "Ünïcödé ✓"]
-    ids = document_stream(eval_tokenizer, docs)
-    assert ids.count(eval_tokenizer.eos_id) == 3 and ids[-1] == eval_tokenizer.eos_id
     totals = score_documents(UniformModel(VOCAB), eval_tokenizer, docs, seq_len=8)
-    first = len(eval_tokenizer.id_to_bytes(ids[0]))
-    text_bytes = sum(len(d.encode("utf-8")) for d in docs) - first
-    assert (totals.tokens, totals.bytes) == (len(ids) - 1, text_bytes)
+    tokens = sum(len(ids) for ids in eval_tokenizer.encode_batch(docs))
+    text_bytes = sum(len(d.encode("utf-8")) for d in docs)
+    assert (totals.tokens, totals.bytes) == (tokens, text_bytes)
     assert totals.loss == pytest.approx(math.log(VOCAB))
     assert totals.perplexity == pytest.approx(VOCAB)
-    assert totals.bits_per_byte == pytest.approx(totals.tokens * math.log2(VOCAB) / text_bytes)
-    limited = score_documents(UniformModel(VOCAB), eval_tokenizer, docs, seq_len=8, max_tokens=5)
-    assert limited.tokens == 4
+    assert totals.bits_per_byte == pytest.approx(tokens * math.log2(VOCAB) / text_bytes)
 
 
 def test_totals_add_and_refuse_empty():
-    total = LikelihoodTotals(1.5, 3, 4) + LikelihoodTotals(2.5, 5, 6)
-    assert total == LikelihoodTotals(4.0, 8, 10)
+    total = LikelihoodTotals(1.5, 3, 4) + LikelihoodTotals(2.5, 5, 6, 2, 1)
+    assert total == LikelihoodTotals(4.0, 8, 10, 2, 1)
     assert LikelihoodTotals(1.0, 2, 0).bits_per_byte is None
     with pytest.raises(Exception, match="no tokens were scored"):
         LikelihoodTotals().loss
@@ -117,6 +122,8 @@ def test_prepared_split_is_the_documented_stream(eval_data_dir, eval_tokenizer):
     tokens, docs = split_documents(eval_data_dir, eval_tokenizer)
     assert tokens[-1] == eval_tokenizer.eos_id and len(docs) > 40
     assert document_stream(eval_tokenizer, docs) == tokens.tolist()
+    batches = EvalBatches(eval_data_dir, 4, 32, split="val", rank=0, world_size=1, verify=False)
+    assert [e - s for s, e in batches.documents] == [len(ids) for ids in eval_tokenizer.encode_batch(docs)]
 
 
 def test_trainer_validation_equals_scoring_the_documents(eval_data_dir, eval_tokenizer, random_model):
@@ -126,11 +133,15 @@ def test_trainer_validation_equals_scoring_the_documents(eval_data_dir, eval_tok
     trainer = evaluate(random_model, batches, torch.device("cpu"), contextlib.nullcontext,
                        token_byte_lengths(eval_tokenizer, VOCAB), Dist())
     text = score_documents(random_model, eval_tokenizer, docs, seq_len=32, batch_size=4)
-    assert trainer["val_tokens"] == text.tokens
+    assert trainer["val_tokens"] == text.tokens == len(tokens_of(docs, eval_tokenizer))
     assert trainer["val_loss"] == pytest.approx(text.loss, rel=1e-6)
     assert trainer["val_ppl"] == pytest.approx(text.perplexity, rel=1e-6)
     assert trainer["val_bpb"] == pytest.approx(text.bits_per_byte, rel=1e-6)
     assert abs(text.loss - math.log(VOCAB)) > 0.05  # a model whose numbers could have disagreed
+
+
+def tokens_of(docs, tokenizer) -> list[int]:
+    return [t for ids in tokenizer.encode_batch(docs) for t in ids]
 
 
 def test_ranks_sum_to_the_whole(eval_data_dir, eval_tokenizer, random_model):

@@ -66,21 +66,21 @@ def test_run_directory_contents(data_dir, tmp_path, capsys):
 def test_bits_per_byte_counts_utf8_bytes(data_dir):
     tok = load_tokenizer(data_dir / "tokenizer")
     tokens = np.concatenate([np.asarray(m, dtype=np.int64) for m in read_manifest(data_dir).memmaps("val")])
-    targets = [t for t in tokens[1:].tolist() if t != tok.eos_id]
+    targets = [t for t in tokens.tolist() if t != tok.eos_id]  # every document token; end-of-text is not one
     text_bytes = len(tok.decode_bytes(targets))  # the validation text itself, end-of-text markers left out
 
     class Uniform(torch.nn.Module):  # every id equally likely: loss is exactly ln(vocab) per token
         training = False
 
-        def forward(self, x):
+        def forward(self, x, document_ids=None):
             return type("Out", (), {"logits": torch.zeros(*x.shape, 320)})()
 
     batches = EvalBatches(data_dir, 4, 32, split="val", rank=0, world_size=1, verify=False)
     result = evaluate(Uniform(), batches, torch.device("cpu"), contextlib.nullcontext,
                       token_byte_lengths(tok, 320), Dist())
-    assert result["val_tokens"] == len(tokens) - 1
+    assert result["val_tokens"] == len(targets)
     assert result["val_loss"] == pytest.approx(math.log(320))
-    assert result["val_bpb"] == pytest.approx(math.log(320) * (len(tokens) - 1) / math.log(2) / text_bytes)
+    assert result["val_bpb"] == pytest.approx(math.log(320) * len(targets) / math.log(2) / text_bytes)
 
 
 @pytest.mark.parametrize("name", ["demo", "stories15m", "qwen3-283m", "gpt2-124m"])

@@ -27,6 +27,8 @@ VERB_MODULES = [
     "slmkit.cli.generate_cmd",
     "slmkit.cli.chat_cmd",
     "slmkit.cli.quantize_cmd",
+    "slmkit.cli.eval_cmd",
+    "slmkit.cli.lm_eval_cmd",
     "slmkit.cli.serve_cmd",
 ]
 
@@ -49,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     own_process = argv is None  # run as `slm ...` / `python -m slmkit`, not called from Python code
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "passes_through", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra_args = extra  # for a verb that hands its arguments to another program (slm lm-eval)
     args.own_process = own_process
     if not getattr(args, "func", None):
         # A verb group called without its sub-verb prints that group's help.

@@ -11,8 +11,8 @@ EXAMPLES = """examples:
   slm generate runs/demo-int4 --prompt "Once upon a time"      # loads like any model directory
 
 Prints the weight size before and after, the perplexity and bits per byte before and after on --eval-text
-(when given: the file is one document, its first --eval-tokens tokens scored in 256-token windows as
-slmkit.eval.likelihood defines), and greedy decode speed (tokens/s, batch 1) of both.
+(when given: its documents, split at <|endoftext|> or blank lines, up to --eval-tokens tokens, scored in
+256-token rolling windows as slmkit.eval.likelihood defines), and greedy decode speed (tokens/s, batch 1).
 """
 
 
@@ -33,10 +33,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
 
     from slmkit.errors import SlmError
-    from slmkit.eval import decode_speed, document_stream, score_tokens, token_byte_lengths
+    from slmkit.eval import decode_speed, score_documents
+    from slmkit.eval.text_eval import documents_from_file
     from slmkit.infer import load_for_inference
     from slmkit.loading import load_model
     from slmkit.quant import quantize_model, quantized_nbytes, save_quantized
@@ -44,21 +44,14 @@ def run(args) -> int:
     model, tokenizer, _ = load_for_inference(args.model)
     if getattr(model, "quantization", None):
         raise SlmError(f"{args.model} is already quantized ({model.quantization['method']}); quantize the float model")
-    ids = None
+    documents = None
     if args.eval_text:
         if tokenizer is None:
             raise SlmError(f"{args.model} has no tokenizer.json, needed to encode --eval-text")
-        try:
-            text = Path(args.eval_text).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise SlmError(f"cannot read --eval-text {args.eval_text}: {e}") from None
-        ids = document_stream(tokenizer, [text], max_tokens=args.eval_tokens)  # the file is one document
-        if len(ids) < 2:
-            raise SlmError(f"{args.eval_text} has no text to score (it encodes to fewer than 2 tokens)")
-        byte_lengths = token_byte_lengths(tokenizer)
+        documents = _documents_within(documents_from_file(args.eval_text), tokenizer, args.eval_tokens)
         seq_len = min(256, model.config.max_seq_len)
     before_bytes = quantized_nbytes(model)
-    before = score_tokens(model, ids, seq_len, byte_lengths) if ids else None
+    before = score_documents(model, tokenizer, documents, seq_len) if documents else None
     speed_before = None if args.no_speed else decode_speed(model)
     quantize_model(model, args.method, args.group_size)
     save_quantized(model, args.out, tokenizer_dir=args.model)
@@ -66,9 +59,9 @@ def run(args) -> int:
     after_bytes = quantized_nbytes(quantized)
     print(f"wrote {args.out} ({args.method}{f', group {args.group_size}' if args.method == 'int4' else ''})")
     print(f"size: {before_bytes / 1e6:.2f} MB -> {after_bytes / 1e6:.2f} MB ({before_bytes / after_bytes:.2f}x smaller)")
-    if ids:
-        after = score_tokens(quantized, ids, seq_len, byte_lengths)
-        print(f"perplexity on {len(ids)} tokens: {before.perplexity:.3f} -> {after.perplexity:.3f} "
+    if documents:
+        after = score_documents(quantized, tokenizer, documents, seq_len)
+        print(f"perplexity on {after.tokens} tokens: {before.perplexity:.3f} -> {after.perplexity:.3f} "
               f"({(after.perplexity / before.perplexity - 1) * 100:+.2f}%); "
               f"bits/byte {before.bits_per_byte:.4f} -> {after.bits_per_byte:.4f}")
     if speed_before is not None:
@@ -76,3 +69,16 @@ def run(args) -> int:
         print(f"decode speed (greedy, batch 1): {speed_before:.0f} -> {speed_after:.0f} tokens/s "
               f"({speed_after / speed_before:.2f}x)")
     return 0
+
+
+def _documents_within(documents: list[str], tokenizer, max_tokens: int) -> list[str]:
+    """The first documents whose tokens add up to at most max_tokens (at least one, cut to fit)."""
+    kept, total = [], 0
+    for doc, ids in zip(documents, tokenizer.encode_batch(documents)):
+        if total + len(ids) > max_tokens:
+            if not kept:
+                kept.append(tokenizer.decode(ids[:max_tokens]))
+            break
+        kept.append(doc)
+        total += len(ids)
+    return kept

@@ -3,12 +3,13 @@
     train = TrainBatches("runs/data", batch_size=8, seq_len=256, seed=0)   # rank/world_size from torchrun
     x, y = train.next_batch()              # [batch, seq_len] int64 each; y is x shifted by one token
     state = train.state_dict()             # save with a checkpoint; load_state_dict(state) resumes exactly
-    for x, y in EvalBatches("runs/data", batch_size=8, seq_len=256): ...   # y == -100 on padding
+    for x, y, doc_ids in EvalBatches("runs/data", batch_size=8, seq_len=256): ...   # y == -100: not scored
 
 Train windows (nanoGPT's get_batch) start at uniform random token positions of the split,
 drawn from a generator seeded by (seed, rank, step): batch k is the same whenever it is drawn,
-so the state is just the step count. Eval windows tile the split without overlap: over all
-ranks, every token after the first is a target exactly once.
+so the state is just the step count. Eval batches score each document of the split alone, in
+lm-eval's rolling windows packed into rows (rolling_windows.py): over all ranks, every token of every
+document is a target exactly once.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from slmkit.data.manifest import read_manifest
+from slmkit.data.rolling_windows import batches_of_rows, pack_windows
 from slmkit.errors import DataError
 
 IGNORE_INDEX = -100
@@ -103,37 +105,42 @@ class TrainBatches:
 
 
 class EvalBatches:
-    """Non-overlapping windows in order; window w goes to rank w % world_size; padding targets are -100."""
+    """The split's documents (its token stream cut at end-of-text), each scored alone in rolling windows of
+    `seq_len` packed into rows (rolling_windows.py); row r goes to rank r % world_size. Batches are
+    (x, y, document_ids), each [batch, seq_len] int64: y == -100 where nothing is scored, document_ids
+    tells the packed windows of a row apart (-1 on padding)."""
 
     def __init__(self, data_dir, batch_size: int, seq_len: int, split: str = "val",
                  rank: int | None = None, world_size: int | None = None, tokenizer=None, verify: bool = True):
-        self.stream = TokenStream(data_dir, split, verify=verify, tokenizer=tokenizer)
+        stream = TokenStream(data_dir, split, verify=verify, tokenizer=tokenizer)
+        self.tokens = stream.read(0, len(stream))  # a held-out split is small enough to hold
+        self.eos = stream.manifest.eos_id
+        ends = np.flatnonzero(self.tokens == self.eos)
+        starts = np.concatenate([[0], ends + 1])
+        ends = np.concatenate([ends, [len(self.tokens)]])
+        keep = ends > starts  # a trailing piece without end-of-text is a document too; empty ones are not
+        self.documents = list(zip(starts[keep].tolist(), ends[keep].tolist()))
         self.batch_size, self.seq_len = batch_size, seq_len
         self.rank, self.world_size = _resolve_rank(rank, world_size)
-        targets = max(0, len(self.stream) - 1)
-        self.num_windows = -(-targets // seq_len)  # ceil
-        self.my_windows = np.arange(self.rank, self.num_windows, self.world_size)
-        self.position = 0  # index into my_windows
+        self.rows = pack_windows([e - s for s, e in self.documents], seq_len)
+        self.num_rows = len(self.rows)
+        self.my_rows = np.arange(self.rank, self.num_rows, self.world_size)
+        self.position = 0  # index into my_rows
 
     def __len__(self) -> int:
         """Batches this rank still has to read from its start."""
-        return -(-len(self.my_windows) // self.batch_size)
+        return -(-len(self.my_rows) // self.batch_size)
 
-    def _window(self, w: int) -> tuple[np.ndarray, np.ndarray]:
-        start = int(w) * self.seq_len
-        length = min(self.seq_len + 1, len(self.stream) - start)
-        tokens = self.stream.read(start, length)
-        x = np.zeros(self.seq_len, dtype=np.int64)
-        y = np.full(self.seq_len, IGNORE_INDEX, dtype=np.int64)
-        x[:length - 1], y[:length - 1] = tokens[:-1], tokens[1:]
-        return x, y
+    def _full(self, d: int) -> np.ndarray:
+        start, end = self.documents[d]
+        return np.concatenate([[self.eos], self.tokens[start:end]])
 
     def __iter__(self):
-        while self.position < len(self.my_windows):
-            chosen = self.my_windows[self.position:self.position + self.batch_size]
+        while self.position < len(self.my_rows):
+            chosen = self.my_rows[self.position:self.position + self.batch_size]
             self.position += len(chosen)
-            xs, ys = zip(*(self._window(w) for w in chosen))
-            yield torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
+            batch = next(batches_of_rows([self.rows[r] for r in chosen], self._full, self.seq_len, len(chosen)))
+            yield tuple(torch.from_numpy(a) for a in batch)
         self.position = 0  # the next pass starts again
 
     def state_dict(self) -> dict:

@@ -9,7 +9,7 @@ Metrics (lm-eval's definitions, lm_eval/api/task.py and metrics.py):
   standard error, sample standard deviation / sqrt(n).
 - loglikelihood: perplexity = exp(-mean log-likelihood of the continuation), acc = the continuation is the
   model's greedy one.
-- rolling: word_perplexity, byte_perplexity, bits_per_byte over the whole corpus (rolling.py).
+- rolling: word_perplexity, byte_perplexity, bits_per_byte over the whole corpus (likelihood.py).
 Few-shot examples are drawn with random.Random(seed) from the task's few-shot documents (never the
 document itself): description + examples joined by fewshot_delimiter + fewshot_delimiter + query.
 """
@@ -21,7 +21,7 @@ import random
 from dataclasses import dataclass, field
 
 from slmkit.errors import DataError
-from slmkit.eval.rolling import RollingTotals
+from slmkit.eval.likelihood import LikelihoodTotals
 from slmkit.eval.task_spec import TaskSpec
 
 FEWSHOT_SEED = 1234
@@ -143,9 +143,9 @@ def _rolling_result(spec: TaskSpec, scorer, docs: list[dict], keep_samples: int)
     texts = [str(spec.text(d)) for d in docs]
     counted = [str(spec.words_and_bytes_of(d)) for d in docs] if spec.words_and_bytes_of else texts
     lls = scorer.loglikelihood_rolling(texts)
-    totals = RollingTotals()
+    totals = LikelihoodTotals()
     for text, ll in zip(counted, lls):
-        totals += RollingTotals.of(text, ll)
+        totals += LikelihoodTotals.of_document(text, ll, 0)
     samples = [{"text": t[:200], "loglikelihood": ll} for t, ll in zip(texts[:keep_samples], lls)]
     return TaskResult(spec.name, spec.kind, totals.metrics(), len(docs), 0, samples)
 

@@ -15,6 +15,8 @@ Requires the lm-eval package (`pip install lm-eval`), which nothing else in slmk
 
 from __future__ import annotations
 
+import sys
+
 import torch
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
@@ -41,7 +43,7 @@ class SlmkitLM(LM):
         if model is None:
             if path is None:
                 raise ValueError("SlmkitLM needs a model or --model_args path=DIR")
-            model, tokenizer, eos_ids = self.loader(path, base=base, device=device, dtype=_DTYPES[dtype])
+            model, tokenizer, eos_ids = self.loader(path, base=base, device=_available(device), dtype=_DTYPES[dtype])
         if tokenizer is None:
             raise ValueError("the model has no tokenizer.json; lm-eval's tasks are text and need one")
         self.model, self.tokenizer = model.eval(), tokenizer
@@ -103,6 +105,14 @@ class SlmkitLM(LM):
         ids = self.tokenizer.encode(context) or [self.scorer.prefix_id]
         room = max(1, self.model.config.max_seq_len - max_new)
         return ids[-room:]
+
+
+def _available(device: str | None) -> str | None:
+    """lm-eval's CLI passes --device (default "cuda"); like its hf model, fall back to the CPU, and say so."""
+    if device and device.startswith("cuda") and not torch.cuda.is_available():
+        print(f"slmkit: device {device} is not available, using the CPU", file=sys.stderr)
+        return "cpu"
+    return device
 
 
 def _settings_key(gen_kwargs: dict) -> tuple:

@@ -5,6 +5,7 @@ definitions, computed through the model's own forward pass.
     scorer.loglikelihood([("The cat sat on the", " mat"), ("The cat sat on the", " moon")])
     # -> [Scored(logprob=-2.1, is_greedy=True, tokens=1), Scored(logprob=-7.9, is_greedy=False, tokens=1)]
     scorer.loglikelihood_rolling(["A whole document ..."])   # -> [-123.4]: every token, windows of max_length
+    scorer.rolling_totals(documents).bits_per_byte          # likelihood.py's definition
 
 Tokenization is lm-eval's (`TemplateLM._encode_pair`): trailing spaces of the context move to the
 continuation; context + continuation is encoded whole and split after the context's own token count, so a
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from slmkit.errors import DataError
-from slmkit.eval.rolling import RollingTotals, rolling_windows
+from slmkit.eval.likelihood import LikelihoodTotals, document_loglikelihoods
 from slmkit.model.kv_cache import KVCache
 
 
@@ -82,30 +83,25 @@ class LoglikelihoodScorer:
 
     def loglikelihood_rolling(self, texts: Iterable[str]) -> list[float]:
         """Each text's total log-likelihood: every token predicted once, in lm-eval's disjoint windows of
-        `max_length` (the first conditioned on the prefix token); 0.0 for an empty text."""
-        return [ll for ll, _ in self._rolling(list(texts))]
-
-    def rolling_totals(self, texts: Iterable[str]) -> RollingTotals:
-        """Word/byte perplexity and bits per byte of `texts` as documents (rolling.py's definitions)."""
+        `max_length` (the first conditioned on the prefix token); 0.0 for an empty text. The one
+        implementation in likelihood.py (windows packed into rows), which the Trainer's validation uses too."""
         texts = list(texts)
-        totals = RollingTotals()
-        for text, (ll, tokens) in zip(texts, self._rolling(texts)):
-            totals += RollingTotals.of(text, ll, tokens)
+        encoded = self.tokenizer.encode_batch(texts) if texts else []
+        return self._document_loglikelihoods(encoded).tolist()
+
+    def rolling_totals(self, texts: Iterable[str]) -> LikelihoodTotals:
+        """Word/byte perplexity and bits per byte of `texts` as documents (likelihood.py's definition)."""
+        texts = list(texts)
+        encoded = self.tokenizer.encode_batch(texts) if texts else []
+        totals = LikelihoodTotals()
+        for text, ids, ll in zip(texts, encoded, self._document_loglikelihoods(encoded)):
+            if ids:
+                totals += LikelihoodTotals.of_document(text, float(ll), len(ids))
         return totals
 
-    def _rolling(self, texts: list[str]) -> list[tuple[float, int]]:
-        """(log-likelihood, tokens) per text."""
-        pairs, owners = [], []
-        encoded = self.tokenizer.encode_batch(texts) if texts else []
-        for t, ids in enumerate(encoded):
-            for window in rolling_windows(ids, self.prefix_id, self.max_length):
-                pairs.append(window)
-                owners.append(t)
-        totals = [[0.0, 0] for _ in texts]
-        for owner, scored in zip(owners, self.score_tokens(pairs)):
-            totals[owner][0] += scored.logprob
-            totals[owner][1] += scored.tokens
-        return [(ll, n) for ll, n in totals]
+    def _document_loglikelihoods(self, encoded: list[list[int]]):
+        return document_loglikelihoods(self.model, encoded, self.prefix_id, self.max_length, self.batch_size,
+                                       self.device, self.autocast)
 
     # ------------------------------------------------------------------------------------ token requests
     def score_tokens(self, pairs: Sequence[tuple[list[int], list[int]]]) -> list[Scored]:

@@ -2,7 +2,7 @@
 
 Documents come from a text file (split at `<|endoftext|>` when it has any, else at blank lines) or from a
 prepared data directory's split (its token stream cut at end-of-text and decoded). A model scores each
-document with lm-eval's rolling log-likelihood (rolling.py); the baselines score the same documents the
+document with lm-eval's rolling log-likelihood (likelihood.py); the baselines score the same documents the
 same way — each document conditioned on the end-of-text prefix, every token predicted once:
 
 - chance: the uniform distribution over the tokenizer's vocabulary;
@@ -22,7 +22,7 @@ from slmkit.data.loaders import TokenStream
 from slmkit.data.manifest import manifest_exists
 from slmkit.errors import DataError
 from slmkit.eval.ngram import KneserNeyModel, UnigramModel
-from slmkit.eval.rolling import RollingTotals
+from slmkit.eval.likelihood import LikelihoodTotals
 
 EOT = "<|endoftext|>"
 TEXT_TASK = "text"
@@ -87,7 +87,7 @@ def training_stream(data_dir: str | os.PathLike, tokenizer, split: str = "train"
 
 def baseline_text_metrics(tokenizer, documents: list[str], train_ids=None, order: int = 3) -> dict[str, dict]:
     """{"chance": metrics} and, when `train_ids` is given, {"unigram": ..., f"kneser-ney-{order}": ...} on
-    `documents`; each metrics dict as RollingTotals.metrics()."""
+    `documents`; each metrics dict as LikelihoodTotals.metrics()."""
     vocab, eos = tokenizer.vocab_size, tokenizer.eos_id
     scorers = {"chance": lambda stream: -(len(stream) - 1) * math.log(vocab)}
     if train_ids is not None:
@@ -95,10 +95,10 @@ def baseline_text_metrics(tokenizer, documents: list[str], train_ids=None, order
         kneser_ney = KneserNeyModel.train(train_ids, vocab, order)
         scorers["unigram"] = lambda stream: float(log_unigram[stream[1:]].sum())
         scorers[f"kneser-ney-{order}"] = lambda stream: float(np.log(kneser_ney.target_probabilities(stream)).sum())
-    totals = {name: RollingTotals() for name in scorers}
+    totals = {name: LikelihoodTotals() for name in scorers}
     for text, ids in zip(documents, tokenizer.encode_batch(documents)):
         if ids:
             stream = np.array([eos] + ids, dtype=np.int64)  # conditioned on end-of-text, as the model is
             for name, score in scorers.items():
-                totals[name] += RollingTotals.of(text, score(stream), len(ids))
+                totals[name] += LikelihoodTotals.of_document(text, score(stream), len(ids))
     return {name: t.metrics() for name, t in totals.items()}

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import codecs
 
+from slmkit.errors import TokenizerError
+
 
 class TextStream:
     """One request's detokenizer. `push(id)` returns the new text that is safe to show."""
@@ -29,7 +31,7 @@ class TextStream:
             return ""
         if token_id in self._special:
             return self._advance(len(self.text))  # special tokens are not shown (skip_special_tokens)
-        self.text += self._utf8.decode(self.tokenizer.id_to_bytes(token_id))
+        self.text += self._utf8.decode(self._bytes(token_id))
         if self.stop:
             # Only a stop string that ends in the newly added text can be new.
             search_from = max(0, self.emitted - self.hold)
@@ -39,6 +41,14 @@ class TextStream:
                 self.stopped = True
                 return self._advance(len(self.text))
         return self._advance(len(self.text) - self.hold)
+
+    def _bytes(self, token_id: int) -> bytes:
+        # A model's vocabulary may be padded past its tokenizer's (rows no text maps to); such an id
+        # shows nothing rather than failing the request.
+        try:
+            return self.tokenizer.id_to_bytes(token_id)
+        except TokenizerError:
+            return b""
 
     def finish(self) -> str:
         """The text held back so far (call once, when the request ends)."""

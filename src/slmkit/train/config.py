@@ -86,7 +86,7 @@ class TrainConfig:
     # --- evaluation ---
     eval_every: int = 250  # 0 = only at the end
     eval_batch_size: int | None = None  # None -> batch_size
-    eval_windows: int | None = None  # evaluate the first N validation windows of seq_len tokens; None -> all
+    eval_windows: int | None = None  # evaluate the first N validation rows of seq_len tokens; None -> all
     sample_prompts: list[str] = field(default_factory=lambda: list(DEFAULT_PROMPTS))
     sample_tokens: int = 64
     sample_temperature: float = 0.8  # 0 = greedy

@@ -1,7 +1,8 @@
-"""Validation during training: loss, perplexity and bits per byte over the validation windows, and samples.
+"""Validation during training: loss, perplexity and bits per byte of the validation documents, and samples.
 
-The numbers are `slmkit.eval.likelihood`'s (its docstring defines them: windows, end-of-text, bytes), summed
-over ranks here. Sampling runs with its own seeded generator, so evaluating never disturbs the training RNG.
+The numbers are `slmkit.eval.likelihood`'s (its docstring defines them: each document alone, rolling windows,
+bytes), the same `slm eval` reports, summed over ranks here.
+Sampling runs with its own seeded generator, so evaluating never disturbs the training RNG.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from slmkit.infer.reference import generate_reference
 from slmkit.infer.sampling import SamplingParams
 
 
-def limit_windows(batches, max_windows: int | None):
-    """Keep the first `max_windows` windows of the split (counted over all ranks, so any number of
-    processes evaluates the same tokens)."""
-    if max_windows is not None:
-        batches.my_windows = batches.my_windows[batches.my_windows < max_windows]
+def limit_windows(batches, max_rows: int | None):
+    """Keep the first `max_rows` rows (of seq_len positions, packed with whole-document windows) of the split,
+    counted over all ranks, so any number of processes evaluates the same tokens."""
+    if max_rows is not None:
+        batches.my_rows = batches.my_rows[batches.my_rows < max_rows]
     return batches
 
 
