@@ -116,3 +116,12 @@ def test_last_logits_only_is_the_last_column():
     last = model(ids, last_logits_only=True).logits
     assert last.shape == (2, 1, 64)
     torch.testing.assert_close(last, model(ids).logits[:, -1:])
+
+
+@torch.no_grad()
+def test_hidden_only_gives_the_states_the_head_reads():
+    model = _model(tiny_config())
+    ids = torch.randint(0, 64, (2, 6))
+    out = model(ids, hidden_only=True)
+    assert out.logits is None and out.hidden.shape == (2, 6, model.config.d_model)
+    torch.testing.assert_close(model.head(out.hidden[:, [1, 4]]), model(ids).logits[:, [1, 4]])

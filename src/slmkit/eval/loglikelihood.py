@@ -157,47 +157,54 @@ class LoglikelihoodScorer:
 
     def _score_shared(self, groups: list[list[_Pair]], results: list) -> None:
         """Contexts once into a KV cache (right-padded, then each row cut back to its length), copied to
-        one row per continuation; then all continuations in one forward pass."""
+        one row per continuation; then all continuations in one forward pass. The output head runs only
+        where a continuation token is predicted."""
         contexts = [g[0].context for g in groups]
         x, lengths = _right_padded(contexts, self.device)
         prefill = KVCache.for_model(self.model, rows=len(groups), max_len=x.shape[1])
         with self.autocast():
-            logits = self.model(x, cache=prefill).logits
-        last = logits[torch.arange(len(groups)), torch.tensor(lengths) - 1].float().log_softmax(-1)  # [groups, V]
+            hidden = self.model(x, cache=prefill, hidden_only=True).hidden
+        last = hidden[torch.arange(len(groups)), torch.tensor(lengths) - 1]  # [groups, d_model]
         pairs = [p for g in groups for p in g]
         owner = torch.tensor([gi for gi, g in enumerate(groups) for _ in g], device=self.device)
         inputs = [p.continuation[:-1] for p in pairs]
         n_new = max(len(i) for i in inputs)
-        cache = KVCache.for_model(self.model, rows=len(pairs), max_len=x.shape[1] + n_new)
-        cache.kv[:, :, :, :, :x.shape[1]] = prefill.kv[:, :, owner]
-        cache.lengths = [lengths[int(o)] for o in owner]
         rest = None
         if n_new > 0:
+            cache = KVCache.for_model(self.model, rows=len(pairs), max_len=x.shape[1] + n_new)
+            cache.kv[:, :, :, :, :x.shape[1]] = prefill.kv[:, :, owner]
+            cache.lengths = [lengths[int(o)] for o in owner]
             y, _ = _right_padded(inputs, self.device, min_len=n_new)
             with self.autocast():
-                rest = self.model(y, cache=cache).logits.float().log_softmax(-1)  # [pairs, n_new, V]
+                rest = self.model(y, cache=cache, hidden_only=True).hidden  # [pairs, n_new, d_model]
+        states = []
         for r, pair in enumerate(pairs):
-            steps = [last[owner[r]]] + ([rest[r, :len(pair.continuation) - 1]] if rest is not None else [])
-            results[pair.index] = _score(torch.cat([s.reshape(-1, s.shape[-1]) for s in steps]), pair.continuation)
+            states.append(last[owner[r]][None])
+            if rest is not None and len(pair.continuation) > 1:
+                states.append(rest[r, :len(pair.continuation) - 1])
+        self._score_states(torch.cat(states), pairs, results)
 
     def _score_alone(self, pairs: list[_Pair], results: list) -> None:
         """Context + continuation minus its last token, right-padded, one causal forward pass."""
         inputs = [(p.context + p.continuation)[:-1] for p in pairs]
         x, _ = _right_padded(inputs, self.device)
         with self.autocast():
-            logits = self.model(x).logits
-        for r, pair in enumerate(pairs):
-            start = len(pair.context) - 1
-            steps = logits[r, start:start + len(pair.continuation)].float().log_softmax(-1)
-            results[pair.index] = _score(steps, pair.continuation)
+            hidden = self.model(x, hidden_only=True).hidden
+        states = [hidden[r, len(p.context) - 1:len(p.context) - 1 + len(p.continuation)] for r, p in enumerate(pairs)]
+        self._score_states(torch.cat(states), pairs, results)
 
-
-def _score(logprobs: torch.Tensor, continuation: list[int]) -> Scored:
-    """logprobs [len(continuation), vocab]: the distributions that predict each continuation token."""
-    target = torch.tensor(continuation, device=logprobs.device)
-    picked = logprobs.gather(1, target[:, None]).squeeze(1)
-    greedy = bool((logprobs.argmax(-1) == target).all())
-    return Scored(float(picked.double().sum()), greedy, len(continuation))
+    def _score_states(self, states: torch.Tensor, pairs: list[_Pair], results: list) -> None:
+        """states [sum of continuation lengths, d_model]: the hidden state predicting each continuation token,
+        pairs in order; one head matmul and log-softmax for them all."""
+        with self.autocast():
+            logits = self.model.head(states)
+        logprobs = logits.float().log_softmax(-1)
+        target = torch.tensor([t for p in pairs for t in p.continuation], device=logprobs.device)
+        picked = logprobs.gather(1, target[:, None]).squeeze(1).double()
+        hit = logprobs.argmax(-1) == target
+        sizes = [len(p.continuation) for p in pairs]
+        for pair, lp, h in zip(pairs, picked.split(sizes), hit.split(sizes)):
+            results[pair.index] = Scored(float(lp.sum()), bool(h.all()), len(pair.continuation))
 
 
 def _right_padded(rows: list[list[int]], device, min_len: int = 1) -> tuple[torch.Tensor, list[int]]:

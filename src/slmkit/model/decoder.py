@@ -37,6 +37,7 @@ class DecoderOutput:
     aux_loss: torch.Tensor | None = None  # MoE: coef-weighted balance + z losses, ready to add to `loss`
     load_balancing_loss: torch.Tensor | None = None  # MoE: unweighted Switch balance loss
     router_z_loss: torch.Tensor | None = None  # MoE: unweighted router z-loss
+    hidden: torch.Tensor | None = None  # [batch, seq, d_model] after the final norm, with hidden_only=True
 
 
 class Decoder(nn.Module):
@@ -83,6 +84,7 @@ class Decoder(nn.Module):
         cache_row: int = 0,
         loss_chunk_size: int | None = None,
         last_logits_only: bool = False,
+        hidden_only: bool = False,
     ) -> DecoderOutput:
         """ids: [batch, seq] token ids; targets: [batch, seq] next-token ids or -100 to ignore.
 
@@ -100,6 +102,8 @@ class Decoder(nn.Module):
             `logits` is then None.
         last_logits_only: return logits for the last position only ([batch, 1, vocab]), which is all
             generation needs after a prefill; ignored when targets are given.
+        hidden_only: return the final-norm hidden states (`hidden`) instead of logits, for a caller that
+            needs logits at a few positions only (`model.head(hidden[rows, cols])`); ignored with targets.
         """
         mask, positions, step, attention_mask = self._plan_attention(ids, attention_mask, positions, document_ids,
                                                                      cache, cache_row)
@@ -128,7 +132,9 @@ class Decoder(nn.Module):
         x = self.final_norm(x)
 
         out = DecoderOutput(logits=None)
-        if targets is not None and loss_chunk_size:
+        if hidden_only and targets is None:
+            out.hidden = x
+        elif targets is not None and loss_chunk_size:
             out.loss = chunked_cross_entropy(x, self.head, targets, loss_chunk_size)
         else:
             out.logits = self.head(x[:, -1:] if last_logits_only and targets is None else x)
