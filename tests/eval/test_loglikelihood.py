@@ -115,3 +115,22 @@ def test_bad_requests_are_named(exported, eval_tokenizer):
         scorer.score_tokens([([1], [2]), ([1], [])])
     with pytest.raises(DataError, match="request 0: the continuation has 9 tokens, more than the 8-token window"):
         scorer.score_tokens([([1], list(range(2, 11)))])
+
+
+def test_many_choices_split_into_segments_equal_one_request_at_a_time(exported, eval_tokenizer):
+    model, _ = exported
+    scorer = LoglikelihoodScorer(model, eval_tokenizer, max_length=24, batch_size=2)
+    choices = [" cat", " big dog", " red ball and a kite", " tree", " moon", " hat", " happy girl", " park",
+               " small bird that sang", " cake", " boat", " sun"]
+    pairs = [(CONTEXT, c) for c in choices]  # more choice tokens than two windows: several segments
+    together = scorer.loglikelihood(pairs)
+    alone = [scorer.loglikelihood([p])[0] for p in pairs]
+    torch.testing.assert_close(torch.tensor([s.logprob for s in together]), torch.tensor([s.logprob for s in alone]),
+                               rtol=1e-5, atol=1e-4)
+
+
+def test_a_four_d_mask_needs_positions(exported):
+    model, _ = exported
+    ids = torch.zeros(1, 3, dtype=torch.int64)
+    with pytest.raises(Exception, match="needs explicit positions"):
+        model(ids, attention_mask=torch.ones(1, 1, 3, 3, dtype=torch.bool))

@@ -12,10 +12,11 @@ continuation; context + continuation is encoded whole and split after the contex
 merge across the boundary is the continuation's; an empty context is the prefix token (end-of-text). Inputs
 longer than `max_length` keep their last `max_length` tokens (left truncation, as lm-eval does).
 
-Speed: requests that share their context (the choices of one question) are grouped; the context is run
-once into a KV cache, copied to one cache row per choice, and only the choices are run after it. Requests
-with a context of their own run as one padded forward pass each batch. Either way a token's log-prob is
-the same one forward pass over context + continuation would give (tests compare with transformers).
+Speed: requests that share their context (the choices of one question) are laid out as the context once and
+each choice after it, several questions packed to a row, with an attention mask that keeps every choice to
+the context and itself (shared_context.py); the output head runs only where a continuation token is
+predicted. A token's log-prob is the one a forward pass over context + continuation alone would give (tests
+compare with lm-eval's `hf` model on the same weights).
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ import torch
 
 from slmkit.errors import DataError
 from slmkit.eval.likelihood import LikelihoodTotals, document_loglikelihoods
-from slmkit.model.kv_cache import KVCache
+from slmkit.eval.shared_context import PackedBatch, Request, packed_batch, pack_segments, segments_of
+
+
+ROW_WINDOWS = 2  # a segment (a context and its choices) may span up to this many windows of tokens
 
 
 @dataclass(frozen=True)
@@ -41,18 +45,11 @@ class Scored:
     tokens: int
 
 
-@dataclass
-class _Pair:
-    index: int  # position in the caller's request list
-    context: list[int]
-    continuation: list[int]
-
-
 class LoglikelihoodScorer:
     def __init__(self, model, tokenizer, max_length: int | None = None, batch_size: int = 32, device=None,
                  autocast=contextlib.nullcontext, prefix_id: int | None = None):
         """max_length: longest input in tokens (default and cap: the model's context window); batch_size:
-        sequences per forward pass; autocast(): the context each forward pass runs in (e.g. bf16)."""
+        about this many windows of tokens per forward pass; autocast(): the context each forward pass runs in (e.g. bf16)."""
         self.model, self.tokenizer = model, tokenizer
         window = model.config.max_seq_len
         self.max_length = min(max_length or window, window)
@@ -106,27 +103,26 @@ class LoglikelihoodScorer:
     # ------------------------------------------------------------------------------------ token requests
     def score_tokens(self, pairs: Sequence[tuple[list[int], list[int]]]) -> list[Scored]:
         """One `Scored` per (context ids, continuation ids) pair, in order."""
-        prepared = [self._truncate(i, list(c), list(x)) for i, (c, x) in enumerate(pairs)]
-        results: list[Scored | None] = [None] * len(prepared)
-        groups: dict[tuple[int, ...], list[_Pair]] = {}
-        for pair in prepared:
-            groups.setdefault(tuple(pair.context), []).append(pair)
-        shared = [g for g in groups.values() if len(g) > 1]
-        alone = [g[0] for g in groups.values() if len(g) == 1]
+        requests = [self._truncate(i, list(c), list(x)) for i, (c, x) in enumerate(pairs)]
+        results: list[Scored | None] = [None] * len(requests)
+        # A segment may be wider than the model's window: positions restart in each segment, so only each
+        # request's own context + continuation must fit the window. A long shared context (few-shot prompts)
+        # then carries all its choices in one row; rows are batched by a budget of tokens per pass.
+        segments = segments_of(requests, ROW_WINDOWS * self.max_length)
+        # Rows as wide as the longest segment: attention runs over the whole row, so wider rows cost more
+        # per token than the padding they save.
+        rows = pack_segments(segments, min(self.max_length, max((s.length for s in segments), default=1)))
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.no_grad():
-                for batch in self._batches_of_groups(shared):
-                    self._score_shared(batch, results)
-                alone.sort(key=lambda p: -(len(p.context) + len(p.continuation)))
-                for start in range(0, len(alone), self.batch_size):
-                    self._score_alone(alone[start:start + self.batch_size], results)
+                for batch_rows in _batches(rows, self.batch_size * self.max_length):
+                    self._score_rows(packed_batch(batch_rows, self.device), results)
         finally:
             self.model.train(was_training)
         return results  # type: ignore[return-value]
 
-    def _truncate(self, index: int, context: list[int], continuation: list[int]) -> _Pair:
+    def _truncate(self, index: int, context: list[int], continuation: list[int]) -> Request:
         if not continuation:
             raise DataError(f"request {index}: the continuation is empty, so there is nothing to score")
         if len(continuation) > self.max_length:
@@ -135,83 +131,33 @@ class LoglikelihoodScorer:
         if not context:
             context = [self.prefix_id]
         keep = self.max_length + 1 - len(continuation)  # inputs are context + continuation minus its last token
-        return _Pair(index, context[-keep:], continuation)
+        return Request(index, context[-keep:], continuation)
 
-    def _batches_of_groups(self, groups: list[list[_Pair]]):
-        """Groups sorted longest first, packed so a batch holds about batch_size continuations and its
-        longest context plus longest continuation fits the window (pad tokens get positions too)."""
-        groups = sorted(groups, key=lambda g: -len(g[0].context))
-        batch: list[list[_Pair]] = []
-        rows, longest_cont = 0, 0
-        for group in groups:
-            cont = max(len(p.continuation) for p in group)
-            fits = len(batch[0][0].context) + max(longest_cont, cont) - 1 <= self.max_length if batch else True
-            if batch and (rows + len(group) > self.batch_size or not fits):
-                yield batch
-                batch, rows, longest_cont = [], 0, 0
-            batch.append(group)
-            rows += len(group)
-            longest_cont = max(longest_cont, cont)
-        if batch:
-            yield batch
-
-    def _score_shared(self, groups: list[list[_Pair]], results: list) -> None:
-        """Contexts once into a KV cache (right-padded, then each row cut back to its length), copied to
-        one row per continuation; then all continuations in one forward pass. The output head runs only
-        where a continuation token is predicted."""
-        contexts = [g[0].context for g in groups]
-        x, lengths = _right_padded(contexts, self.device)
-        prefill = KVCache.for_model(self.model, rows=len(groups), max_len=x.shape[1])
+    def _score_rows(self, batch: PackedBatch, results: list) -> None:
+        """One forward pass over packed rows; the output head only where a continuation token is predicted."""
         with self.autocast():
-            hidden = self.model(x, cache=prefill, hidden_only=True).hidden
-        last = hidden[torch.arange(len(groups)), torch.tensor(lengths) - 1]  # [groups, d_model]
-        pairs = [p for g in groups for p in g]
-        owner = torch.tensor([gi for gi, g in enumerate(groups) for _ in g], device=self.device)
-        inputs = [p.continuation[:-1] for p in pairs]
-        n_new = max(len(i) for i in inputs)
-        rest = None
-        if n_new > 0:
-            cache = KVCache.for_model(self.model, rows=len(pairs), max_len=x.shape[1] + n_new)
-            cache.kv[:, :, :, :, :x.shape[1]] = prefill.kv[:, :, owner]
-            cache.lengths = [lengths[int(o)] for o in owner]
-            y, _ = _right_padded(inputs, self.device, min_len=n_new)
-            with self.autocast():
-                rest = self.model(y, cache=cache, hidden_only=True).hidden  # [pairs, n_new, d_model]
-        states = []
-        for r, pair in enumerate(pairs):
-            states.append(last[owner[r]][None])
-            if rest is not None and len(pair.continuation) > 1:
-                states.append(rest[r, :len(pair.continuation) - 1])
-        self._score_states(torch.cat(states), pairs, results)
-
-    def _score_alone(self, pairs: list[_Pair], results: list) -> None:
-        """Context + continuation minus its last token, right-padded, one causal forward pass."""
-        inputs = [(p.context + p.continuation)[:-1] for p in pairs]
-        x, _ = _right_padded(inputs, self.device)
-        with self.autocast():
-            hidden = self.model(x, hidden_only=True).hidden
-        states = [hidden[r, len(p.context) - 1:len(p.context) - 1 + len(p.continuation)] for r, p in enumerate(pairs)]
-        self._score_states(torch.cat(states), pairs, results)
-
-    def _score_states(self, states: torch.Tensor, pairs: list[_Pair], results: list) -> None:
-        """states [sum of continuation lengths, d_model]: the hidden state predicting each continuation token,
-        pairs in order; one head matmul and log-softmax for them all."""
-        with self.autocast():
-            logits = self.model.head(states)
+            hidden = self.model(batch.ids, positions=batch.positions, attention_mask=batch.mask,
+                                hidden_only=True).hidden
+            logits = self.model.head(hidden[batch.predict_rows, batch.predict_cols])
         logprobs = logits.float().log_softmax(-1)
-        target = torch.tensor([t for p in pairs for t in p.continuation], device=logprobs.device)
+        target = torch.tensor([t for r in batch.requests for t in r.continuation], device=logprobs.device)
         picked = logprobs.gather(1, target[:, None]).squeeze(1).double()
         hit = logprobs.argmax(-1) == target
-        sizes = [len(p.continuation) for p in pairs]
-        for pair, lp, h in zip(pairs, picked.split(sizes), hit.split(sizes)):
-            results[pair.index] = Scored(float(lp.sum()), bool(h.all()), len(pair.continuation))
+        sizes = [len(r.continuation) for r in batch.requests]
+        for request, lp, h in zip(batch.requests, picked.split(sizes), hit.split(sizes)):
+            results[request.index] = Scored(float(lp.sum()), bool(h.all()), len(request.continuation))
 
 
-def _right_padded(rows: list[list[int]], device, min_len: int = 1) -> tuple[torch.Tensor, list[int]]:
-    """[len(rows), longest] int64 with each row's ids first and 0 after; and each row's length. Padding
-    at the end never changes a causal model's outputs at the real positions before it."""
-    width = max(min_len, max(len(r) for r in rows))
-    x = torch.zeros(len(rows), width, dtype=torch.int64)
-    for i, r in enumerate(rows):
-        x[i, :len(r)] = torch.tensor(r, dtype=torch.int64)
-    return x.to(device), [len(r) for r in rows]
+def _batches(rows: list[list], budget: int):
+    """Consecutive rows (widest first, as pack_segments makes them) whose padded size stays within `budget`
+    tokens per forward pass (at least one row each)."""
+    batch, widest = [], 0
+    for row in rows:
+        width = sum(seg.length for seg in row)
+        if batch and (len(batch) + 1) * max(widest, width) > budget:
+            yield batch
+            batch, widest = [], 0
+        batch.append(row)
+        widest = max(widest, width)
+    if batch:
+        yield batch

@@ -89,7 +89,8 @@ class Decoder(nn.Module):
         """ids: [batch, seq] token ids; targets: [batch, seq] next-token ids or -100 to ignore.
 
         attention_mask: [batch, seq], 1 for real tokens and 0 for padding (left padding for generation).
-            Padding is never attended to and does not advance positions.
+            Padding is never attended to and does not advance positions. Or a bool [batch, 1, seq, seq] mask
+            (True = may attend; every query must see at least itself) with explicit `positions`.
         positions: [batch or 1, seq] explicit positions; by default they count the real tokens before each
             token in its row (plus what `cache` already holds), or in its document with `document_ids`.
         document_ids: [batch, seq] ints for packed rows (several examples per row): which example each
@@ -154,6 +155,12 @@ class Decoder(nn.Module):
         batch, seq = ids.shape
         step = None
         mask = None
+        if attention_mask is not None and attention_mask.dim() == 4:
+            # A caller-made mask (e.g. several continuations sharing one context in a row), as HF allows.
+            if cache is not None or document_ids is not None or positions is None:
+                raise SlmError("a 4-D attention_mask [batch, 1, seq, seq] needs explicit positions and no cache "
+                               "or document_ids")
+            return attention_mask.to(torch.bool), positions, None, None
         if document_ids is not None:
             if cache is not None:
                 raise SlmError("document_ids (packed rows) cannot be combined with a KV cache: decode one "
