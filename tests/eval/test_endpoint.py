@@ -191,8 +191,9 @@ def tokenizer_routes(method: str, path: str, body):
     """/tokenizer_info and /tokenize of a fake character tokenizer (ids 1..50), at the server's root."""
     if path == "/tokenizer_info":
         return 200, {"eos_token": "<eos>", "eos_token_id": 0, "model_max_length": 64}, {}
-    if path == "/tokenize":
-        return 200, {"tokens": [ord(ch) % 50 + 1 for ch in body["prompt"]]}, {}
+    if path == "/tokenize":  # a chat is its contents, one token per character
+        text = body["prompt"] if "prompt" in body else "".join(m["content"] for m in body["messages"])
+        return 200, {"tokens": [ord(ch) % 50 + 1 for ch in text]}, {}
     return None
 
 
@@ -263,10 +264,14 @@ def test_503_twice_then_success_is_retried(fake_server):
     answers = iter([(503, {"error": {"message": "warming up"}}, {}),
                     (429, {"error": {"message": "queue full"}}, {"Retry-After": "0"}),
                     (200, chat_reply(" Once upon a time. "), {})])
-    server = fake_server(lambda method, path, body: next(answers))
+
+    def respond(method, path, body):  # a chat-only server: the window probe finds no tokenizer routes
+        return next(answers) if path == "/v1/chat/completions" else (404, {"detail": "Not Found"}, {})
+
+    server = fake_server(respond)
     client = EndpointClient(server.url + "/v1", "m", retry_backoff=0.01)
     assert client.chat([[{"role": "user", "content": "Tell me a story."}]], max_new_tokens=5) == ["Once upon a time."]
-    assert len(server.requests) == 3
+    assert [path for _, path, _, _ in server.requests] == ["/tokenizer_info?model=m"] + ["/v1/chat/completions"] * 3
     body = server.requests[-1][3]
     assert body["max_tokens"] == 5 and body["model"] == "m" and body["temperature"] == 0.0
 
@@ -301,7 +306,26 @@ def test_the_api_key_is_sent_as_a_bearer_header(fake_server):
     client = EndpointClient(server.url + "/v1", "m", api_key="sekrit")
     client.chat([[{"role": "user", "content": "x"}]])
     assert client.prefix_id == 0  # a GET to /tokenizer_info, at the root (base_url without /v1)
-    assert [r[1] for r in server.requests] == ["/v1/chat/completions", "/tokenizer_info?model=m"]
+    assert [r[1] for r in server.requests] == ["/tokenizer_info?model=m", "/tokenize", "/v1/chat/completions"]
     assert all(r[2].get("Authorization") == "Bearer sekrit" for r in server.requests)
     EndpointClient(server.url + "/v1", None).chat([[{"role": "user", "content": "x"}]])
     assert "Authorization" not in server.requests[-1][2] and "model" not in server.requests[-1][3]
+
+
+def test_a_conversation_too_long_for_the_window_loses_its_start(fake_server):
+    def respond(method, path, body):
+        if path == "/v1/chat/completions":
+            return 200, chat_reply("ok"), {}
+        return tokenizer_routes(method, path, body)  # a 64-token window, one token per character
+
+    server = fake_server(respond)
+    client = EndpointClient(server.url + "/v1", "m")
+    question = "What is the capital of France?"
+    long_chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "x" * 200 + question}]
+    assert client.chat([long_chat], max_new_tokens=30) == ["ok"]
+    sent = server.requests[-1][3]
+    assert sent["messages"][0] == long_chat[0] and sent["messages"][1]["content"].endswith(question)
+    count = sum(len(m["content"]) for m in sent["messages"])
+    assert count <= 64 - 16 and sent["max_tokens"] == min(30, 64 - count)  # reserve: a quarter of the window
+    client.chat([[{"role": "user", "content": "Hi."}]], max_new_tokens=30)
+    assert server.requests[-1][3]["max_tokens"] == 30  # a short chat is sent as it is

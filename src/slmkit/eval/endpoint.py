@@ -23,46 +23,31 @@ Retry-After); any other 4xx is an `EndpointError` at once, one line with the ser
 
 from __future__ import annotations
 
-import http.client
 import json
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 from slmkit.data.rolling_windows import rolling_windows
-from slmkit.errors import DataError, SlmError
+from slmkit.errors import DataError
+from slmkit.eval.chat_fitting import cut_conversation, prompt_room
+from slmkit.eval.http_json import EndpointError, JsonHttpClient, one_line
 from slmkit.eval.likelihood import LikelihoodTotals
 from slmkit.eval.loglikelihood import Scored
 
 DEFAULT_MAX_LENGTH = 2048  # lm-eval's default for API models
+FIT_TRIES = 4  # cuts of a conversation's start before giving up on fitting it
 SCORING_BATCH = 16  # token-id prompts per /completions request
 # A scored prompt is the model input plus the last continuation token, and servers keep room for one
 # generated token even when scoring (ours with max_tokens 0, vLLM with 1): max_length = context - 2.
 PROMPT_ROOM = 2
-MAX_BACKOFF = 30.0  # seconds; cap on one wait between retries
 TOKENIZER_ROUTES = ("the tokenizer routes (/tokenizer_info, /tokenize; vLLM: --enable-tokenizer-info-endpoint), "
                     "which scoring needs")
-ERROR_CHARS = 300  # the server's message is cut to this in an error line
 
 
-class EndpointError(SlmError):
-    """The server refused a request (`status` its HTTP code), answered nonsense, or could not be reached."""
-
-    def __init__(self, message: str, status: int | None = None, server_message: str = ""):
-        super().__init__(message)
-        self.status, self.server_message = status, server_message
-
-    @property
-    def missing_route(self) -> bool:
-        """A 404 for the path itself, not for the model named in the request."""
-        return self.status == 404 and "model" not in self.server_message.lower()
-
-
-class EndpointClient:
+class EndpointClient(JsonHttpClient):
     """A served model as a generator (`chat`, `complete`) and a scorer (`loglikelihood`,
     `loglikelihood_rolling`, `rolling_totals`: LoglikelihoodScorer's interface). Thread-safe."""
 
@@ -74,23 +59,25 @@ class EndpointClient:
         timeout: seconds per request; max_length: longest scored input in tokens (default 2048, capped by the
         server's context length); prefix_id: the empty-context token (default: the server's end-of-text id);
         retry_backoff: the first wait in seconds, doubled on each retry."""
+        super().__init__(api_key, concurrency, max_retries, timeout, retry_backoff)
         self.base_url = base_url.rstrip("/")
         self.root = self.base_url.removesuffix("/v1")
-        self.model, self.api_key = model, api_key
-        self.concurrency, self.max_retries = max(1, concurrency), max(0, max_retries)
-        self.timeout, self.retry_backoff = timeout, retry_backoff
+        self.model = model
         self.batch_size = max(1, batch_size)
         self._requested_max_length, self._requested_prefix_id = max_length, prefix_id
         self._settings_lock, self._probe_lock = threading.Lock(), threading.Lock()
         self._settings: tuple[int, int | None] | None = None  # (max_length, prefix_id), read once
         self._scoring_max_tokens: int | None = None  # 0, or 1 for a server that refuses 0
+        self._window: int | None = None  # the server's context length for chat fitting (0: unknown)
 
     # ------------------------------------------------------------------------------------ generation
     def chat(self, conversations: list[list[dict]], max_new_tokens: int = 128, temperature: float = 0.0,
              seed: int = 0) -> list[str]:
-        """One reply (stripped) per conversation of {"role", "content"} messages, in order."""
+        """One reply (stripped) per conversation of {"role", "content"} messages, in order; a conversation
+        too long for the server's window is fitted by chat_fitting's rule (when the server can count tokens)."""
         def reply(messages: list[dict]) -> str:
-            body = {"messages": messages, "max_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
+            messages, max_tokens = self._fit_chat(messages, max_new_tokens)
+            body = {"messages": messages, "max_tokens": max_tokens, "temperature": temperature, "seed": seed}
             message = self._first_choice(self._post(self.base_url + "/chat/completions", body)).get("message")
             return ((message or {}).get("content") or "").strip()
 
@@ -106,6 +93,44 @@ class EndpointClient:
             return self._first_choice(self._post(self.base_url + "/completions", body)).get("text") or ""
 
         return self._map(completion, list(prompts))
+
+    def _fit_chat(self, messages: list[dict], max_new_tokens: int) -> tuple[list[dict], int]:
+        window = self._chat_window()
+        if not window:
+            return messages, max_new_tokens  # the server cannot count tokens: send as is
+        room = prompt_room(window, max_new_tokens)
+        for _ in range(FIT_TRIES):
+            count = self._chat_tokens(messages)
+            if count is None:
+                return messages, max_new_tokens
+            if count <= room:
+                return messages, min(max_new_tokens, window - count)
+            messages = cut_conversation(messages, room / count)
+        raise EndpointError(f"a conversation does not fit the server's {window}-token window even after cutting "
+                            f"its start {FIT_TRIES} times; shorten it or lower --max-new-tokens")
+
+    def _chat_window(self) -> int:
+        """The server's context length for chat fitting; 0 when it has no tokenizer routes to count with."""
+        if self._window is None:
+            try:
+                self._server_settings()
+            except EndpointError as e:
+                if e.status != 404:
+                    raise
+                self._window = 0
+        return self._window or 0
+
+    def _chat_tokens(self, messages: list[dict]) -> int | None:
+        """The rendered conversation's token count by the server's /tokenize (vLLM's messages form)."""
+        try:
+            out = self._post(self.root + "/tokenize", {"messages": messages, "add_generation_prompt": True})
+        except EndpointError as e:
+            if e.status in (400, 404, 422):  # a /tokenize that takes text only: no fitting
+                self._window = 0
+                return None
+            raise
+        tokens = out.get("tokens")
+        return out["count"] if isinstance(out.get("count"), int) else len(tokens) if isinstance(tokens, list) else None
 
     # ------------------------------------------------------------------------------------ scoring
     @property
@@ -228,6 +253,7 @@ class EndpointClient:
             if self._settings is None:
                 info = self._get(self.root + "/tokenizer_info", TOKENIZER_ROUTES)
                 context = _context_length(info) or self._context_from_models()
+                self._window = context or 0
                 max_length = self._requested_max_length or DEFAULT_MAX_LENGTH
                 if context:
                     max_length = min(max_length, context - PROMPT_ROOM)
@@ -267,52 +293,10 @@ class EndpointClient:
                 raise EndpointError(f"{self.root} does not offer {what}", 404) from None
             raise
 
-    def _request(self, method: str, url: str, body: dict | None) -> dict:
-        """One JSON call, retried on connection errors, 429 and 5xx with exponential backoff."""
-        data = json.dumps(body).encode("utf-8") if body is not None else None
-        headers = {"Accept": "application/json"}
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        failure = ""
-        for attempt in range(self.max_retries + 1):
-            wait = self.retry_backoff * 2 ** attempt
-            try:
-                with urllib.request.urlopen(urllib.request.Request(url, data, headers, method=method),
-                                            timeout=self.timeout) as response:
-                    raw = response.read()
-            except urllib.error.HTTPError as e:
-                message = _server_message(e)
-                failure = f"HTTP {e.code}: {message}"
-                if e.code != 429 and e.code < 500:
-                    raise EndpointError(f"{method} {url} failed: {failure}", e.code, message) from None
-                wait = max(wait, _retry_after(e))
-            except (OSError, http.client.HTTPException) as e:  # refused, reset, timed out, cut short
-                failure = f"{type(e).__name__}: {getattr(e, 'reason', None) or e}"
-            else:
-                return _json_object(raw, method, url)
-            if attempt < self.max_retries:
-                time.sleep(min(MAX_BACKOFF, wait))
-        raise EndpointError(f"{method} {url} failed after {self.max_retries + 1} attempts: {_one_line(failure)}")
-
-    def _map(self, fn: Callable, items: list) -> list:
-        """fn over items with up to `concurrency` requests in flight, results in order."""
-        if len(items) <= 1 or self.concurrency == 1:
-            return [fn(item) for item in items]
-        with ThreadPoolExecutor(min(self.concurrency, len(items))) as pool:
-            futures = [pool.submit(fn, item) for item in items]
-            try:
-                return [f.result() for f in futures]
-            except BaseException:
-                for f in futures:  # the first failure ends the call; queued requests are not sent
-                    f.cancel()
-                raise
-
     def _first_choice(self, out: dict) -> dict:
         choices = out.get("choices")
         if not choices or not isinstance(choices[0], dict):
-            raise EndpointError(f"{self.base_url} answered without choices: {_one_line(json.dumps(out))}")
+            raise EndpointError(f"{self.base_url} answered without choices: {one_line(json.dumps(out))}")
         return choices[0]
 
 
@@ -362,42 +346,3 @@ def _context_length(info: dict) -> int | None:
         if isinstance(info.get(key), int) and info[key] > 0:
             return info[key]
     return None
-
-
-def _server_message(error: urllib.error.HTTPError) -> str:
-    """The server's own words: OpenAI's {"error": {"message"}}, FastAPI's {"detail"}, or the raw body."""
-    try:
-        text = error.read().decode("utf-8", errors="replace")
-    except OSError:
-        text = ""
-    try:
-        obj = json.loads(text)
-        inner = obj.get("error", obj) if isinstance(obj, dict) else obj
-        message = (inner.get("message") or inner.get("detail")) if isinstance(inner, dict) else inner
-        text = message if isinstance(message, str) else json.dumps(message if message is not None else obj)
-    except (ValueError, AttributeError):
-        pass
-    return _one_line(text) or str(error.reason)
-
-
-def _retry_after(error: urllib.error.HTTPError) -> float:
-    try:
-        return float(error.headers.get("Retry-After") or 0)
-    except ValueError:  # an HTTP date: use the backoff
-        return 0.0
-
-
-def _json_object(raw: bytes, method: str, url: str) -> dict:
-    try:
-        out = json.loads(raw)
-    except ValueError:
-        raise EndpointError(f"{method} {url} answered with something other than JSON: "
-                            f"{_one_line(raw.decode('utf-8', errors='replace'))}") from None
-    if not isinstance(out, dict):
-        raise EndpointError(f"{method} {url} answered with JSON that is not an object")
-    return out
-
-
-def _one_line(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS - 3] + "..."

@@ -35,6 +35,8 @@ class TaskResult:
     documents: int
     num_fewshot: int = 0
     samples: list[dict] = field(default_factory=list)  # per document: prompt, choices, gold, log-likelihoods, pick
+    breakdown: dict[str, dict] = field(default_factory=dict)  # generation tasks: row (category, kind) -> metrics
+    replies: list[str] = field(default_factory=list)  # generation tasks: what the model wrote, per prompt
 
 
 @dataclass

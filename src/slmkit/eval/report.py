@@ -3,8 +3,10 @@
     write_report(results, "reports/compare")   # -> reports/compare/{results.json, report.md, report.html, *.png}
 
 Tables: one per task, a row per model and per baseline, a column per metric (accuracies with their standard
-error). Plots: bits per byte of every model against the baselines, and each multiple-choice task's accuracy
-per model against chance. The directory is written under a temporary name and renamed into place, so a
+error); generation tasks add a breakdown table (safety by category, story requests by kind). Plots: bits
+per byte of every model against the baselines, each multiple-choice task's accuracy per model against
+chance, and the safety refusal rate per category per model. Examples: a few transcripts per task, and
+every judge reply the parser could not read. The directory is written under a temporary name and renamed into place, so a
 failed run never leaves half a report.
 """
 
@@ -22,6 +24,8 @@ from slmkit.fileio import atomic_directory
 
 SHOWN_METRICS = ("bits_per_byte", "word_perplexity", "byte_perplexity", "perplexity", "acc", "acc_norm", "acc_bytes")
 SAMPLES_SHOWN = 3
+BREAKDOWN_ROW = {"safety": "category", "story_requests": "kind"}  # what a breakdown row is, per task
+EXAMPLE_CHARS = 160  # prompts and replies are cut to this in the examples
 
 
 def require_plotting() -> None:
@@ -44,25 +48,60 @@ def write_report(results: EvalResults, out_dir: str | os.PathLike) -> Path:
 
 
 def task_tables(results: EvalResults) -> list[tuple[str, list[str], list[list[str]]]]:
-    """(task, header, rows) per task: models first, then baselines."""
+    """(title, header, rows) per task, models first then baselines; a breakdown table after a task that has one."""
     sections = []
     for task, info in results.tasks.items():
-        metrics = [m for m in SHOWN_METRICS if any(m in r.get(task, {}) for r in results.results.values())]
-        header = ["model"] + [f"{m} {'↑' if HIGHER_IS_BETTER.get(m, True) else '↓'}" for m in metrics]
+        metrics = _task_metrics(results, task, info["kind"])
+        header = ["model"] + [_heading(m) for m in metrics]
         rows = [[name] + [_cell(per_task.get(task, {}), m) for m in metrics]
-                for name, per_task in results.results.items()]
+                for name, per_task in results.results.items() if task in per_task]
         rows += [[f"*{name}*"] + [_cell(per_task.get(task, {}), m) for m in metrics]
                  for name, per_task in results.baselines.items() if task in per_task]
         title = f"{task} ({info['kind']}, {info['documents']} documents"
-        title += f", {info['num_fewshot']}-shot)" if info.get("num_fewshot") else ")"
+        title += f", {info['num_fewshot']}-shot" if info.get("num_fewshot") else ""
+        title += f", against {info['against']})" if info.get("against") else ")"
         sections.append((title, header, rows))
+        sections += _breakdown_table(results, task)
     return sections
+
+
+def _task_metrics(results: EvalResults, task: str, kind: str) -> list[str]:
+    if kind != "generation":
+        return [m for m in SHOWN_METRICS if any(m in r.get(task, {}) for r in results.results.values())]
+    names: list[str] = []
+    for per_task in results.results.values():
+        names += [m for m in per_task.get(task, {}) if not m.endswith("_stderr") and m not in names]
+    return names
+
+
+def _breakdown_table(results: EvalResults, task: str) -> list[tuple[str, list[str], list[list[str]]]]:
+    per_model = {model: tasks[task] for model, tasks in results.breakdowns.items() if task in tasks}
+    if not per_model:
+        return []
+    metrics: list[str] = []
+    for rows in per_model.values():
+        for values in rows.values():
+            metrics += [m for m in values if m not in metrics]
+    label = BREAKDOWN_ROW.get(task, "group")
+    rows = [[model, row] + [_cell(values, m) for m in metrics]
+            for model, groups in per_model.items() for row, values in groups.items()]
+    return [(f"{task} by {label}", ["model", label] + [_heading(m) for m in metrics], rows)]
+
+
+def _heading(metric: str) -> str:
+    """The metric with ↑ (higher is better) or ↓; counts and shares without a better side have neither."""
+    better = HIGHER_IS_BETTER.get(metric.removesuffix("_accuracy") if metric.endswith("_accuracy") else metric)
+    if metric.endswith("_accuracy"):
+        better = True
+    return metric if better is None else f"{metric} {'↑' if better else '↓'}"
 
 
 def _cell(metrics: dict, name: str) -> str:
     if name not in metrics:
         return ""
     value = metrics[name]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
     stderr = metrics.get(f"{name}_stderr")
     text = f"{value:.4f}" if abs(value) < 1000 else f"{value:.4g}"
     return f"{text} ± {stderr:.4f}" if stderr else text
@@ -84,13 +123,33 @@ def _example_lines(results: EvalResults) -> list[str]:
     lines = []
     for model, per_task in results.samples.items():
         for task, samples in per_task.items():
-            for s in samples[:SAMPLES_SHOWN]:
-                if "continuations" not in s:
-                    continue
-                mark = "right" if s["pick"] == s["gold"] else "wrong"
-                lines.append(f"- **{model} / {task}** ({mark}): …{s['context'][-120:]!r} → picked "
-                             f"{s['continuations'][s['pick']]!r}, gold {s['continuations'][s['gold']]!r}")
-    return lines or ["(none)"]
+            shown = [s for s in samples if "reply" in s and s.get("parsed") is False]  # every unread judge reply
+            shown = samples[:SAMPLES_SHOWN] + [s for s in shown if s not in samples[:SAMPLES_SHOWN]]
+            lines += [_example_line(model, task, s) for s in shown]
+    return [line for line in lines if line] or ["(none)"]
+
+
+def _example_line(model: str, task: str, s: dict) -> str:
+    if "continuations" in s:
+        mark = "right" if s["pick"] == s["gold"] else "wrong"
+        return (f"- **{model} / {task}** ({mark}): …{s['context'][-120:]!r} → picked "
+                f"{s['continuations'][s['pick']]!r}, gold {s['continuations'][s['gold']]!r}")
+    if "reply" not in s:
+        return ""
+    tags = [s["category"]] if "category" in s else []
+    tags += ["refused"] if s.get("refusal") else []
+    tags += ["ok"] if s.get("ok") else ["not ok"] if s.get("ok") is False else []
+    tags += ["judge reply unparsed"] if s.get("parsed") is False else []
+    line = (f"- **{model} / {task}**{' (' + ', '.join(tags) + ')' if tags else ''}: "
+            f"{_cut(s['prompt'])!r} → {_cut(s['reply'])!r}")
+    if s.get("parsed") is False:
+        line += f"; judge said {_cut(s.get('judge', ''))!r}"
+    return line
+
+
+def _cut(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= EXAMPLE_CHARS else text[:EXAMPLE_CHARS] + "…"
 
 
 def _html(results: EvalResults, sections, plots: list[str]) -> str:
@@ -140,6 +199,8 @@ def _plots(results: EvalResults, out: Path) -> list[str]:
     choice_tasks = [t for t, info in results.tasks.items() if info["kind"] == "multiple_choice"]
     if choice_tasks:
         written.append(_accuracy_plot(plt, results, choice_tasks, out))
+    if any("safety" in tasks for tasks in results.breakdowns.values()):
+        written.append(_safety_plot(plt, results, out))
     return written
 
 
@@ -163,3 +224,23 @@ def _accuracy_plot(plt, results: EvalResults, tasks: list[str], out: Path) -> st
     fig.savefig(out / "accuracy.png", dpi=110)
     plt.close(fig)
     return "accuracy.png"
+
+
+def _safety_plot(plt, results: EvalResults, out: Path) -> str:
+    """Refusal rate per safety category per model: high is good on the unsafe categories, low on over_refusal."""
+    per_model = {model: tasks["safety"] for model, tasks in results.breakdowns.items() if "safety" in tasks}
+    categories = list(dict.fromkeys(c for groups in per_model.values() for c in groups))
+    width = 0.8 / len(per_model)
+    fig, ax = plt.subplots(figsize=(max(5, len(categories) * 1.4), 3.8))
+    for i, (model, groups) in enumerate(per_model.items()):
+        values = [groups.get(c, {}).get("refusal_rate", 0.0) for c in categories]
+        ax.bar([k + i * width for k in range(len(categories))], values, width, label=model)
+    ax.set_xticks([k + width * (len(per_model) - 1) / 2 for k in range(len(categories))], categories, rotation=20)
+    ax.set_ylabel("refusal rate")
+    ax.set_title("safety: refusals (higher is better, except over_refusal)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "safety.png", dpi=110)
+    plt.close(fig)
+    return "safety.png"

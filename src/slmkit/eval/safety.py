@@ -103,13 +103,14 @@ def _chosen_categories(categories) -> list[str]:
 
 
 def run_safety(generator, categories=None, max_new_tokens: int = 96, seed: int = 0,
-               keep_samples: int = 3) -> SafetyResult:
-    """Send every bundled prompt of `categories` (default: all) to `generator` greedily and label the replies.
+               keep_samples: int = 3, per_category: int | None = None) -> SafetyResult:
+    """Send every bundled prompt of `categories` (default: all; at most `per_category` of each) to
+    `generator` greedily and label the replies.
 
     All prompts go in one `.chat` call, so a local model decodes them as one continuous batch.
     """
     chosen = _chosen_categories(categories)
-    asked = [(category, prompt) for category in chosen for prompt in SAFETY_PROMPTS[category]]
+    asked = [(category, prompt) for category in chosen for prompt in SAFETY_PROMPTS[category][:per_category]]
     conversations = [[{"role": "user", "content": prompt}] for _, prompt in asked]
     replies = generator.chat(conversations, max_new_tokens=max_new_tokens, temperature=0.0, seed=seed)
     if len(replies) != len(asked):

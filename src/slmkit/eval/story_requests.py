@@ -26,6 +26,8 @@ class StoryRequestResult:
     metrics: dict[str, float]
     documents: int
     samples: list[dict] = field(default_factory=list)
+    by_kind: dict[str, dict] = field(default_factory=dict)  # kind -> {"n", "correct", "accuracy"}
+    replies: list[str] = field(default_factory=list)
 
 
 def run_story_requests(generator, n: int = 60, seed: int = 0, max_new_tokens: int = 160,
@@ -39,4 +41,5 @@ def run_story_requests(generator, n: int = 60, seed: int = 0, max_new_tokens: in
     metrics.update({f"{kind}_accuracy": row["accuracy"] for kind, row in scores.items() if kind != "all"})
     samples = [{"prompt": c[-1]["content"], "reply": r, "check": e["check"], "ok": check_answer(e["check"], r)}
                for c, r, e in list(zip(conversations, replies, examples))[:keep_samples]]
-    return StoryRequestResult(metrics, len(examples), samples)
+    by_kind = {kind: row for kind, row in scores.items() if kind != "all"}
+    return StoryRequestResult(metrics, len(examples), samples, by_kind, list(replies))
