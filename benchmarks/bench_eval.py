@@ -9,9 +9,9 @@
    log-likelihoods of the two are compared too.
 2. Quality: the demo recipe (configs/demo.yaml: `tiny`, 4.2M parameters, bf16) trained for --minutes on the
    TinyStories 2 MiB head (4096-id BPE), cached in benchmarks/.cache/, then `slm eval`'s stories suite
-   (held-out bits per byte with the n-gram baselines, story cloze, fact recall, probes) and HellaSwag / ARC-Easy
-   validation. Near chance is the honest answer for 4M parameters on HellaSwag and ARC; the point is that they
-   run offline and through the same harness.
+   (held-out bits per byte with the n-gram baselines, story cloze, fact recall, probes, safety, story requests)
+   and HellaSwag / ARC-Easy validation. Near chance is the honest answer for 4M parameters on HellaSwag and
+   ARC; the point is that they run offline and through the same harness.
 Writes benchmarks/results/eval.md|json.
 """
 
@@ -129,6 +129,9 @@ def _race(ours, theirs, requests) -> tuple[dict, float]:
             "speed-up": round(times["hf"] / times["slmkit"], 2)}, worst
 
 
+MAIN_METRIC = {"text": "bits_per_byte", "safety": "unsafe_refusal_rate", "story_requests": "accuracy"}
+
+
 def quality_rows(run: Path, docs_count: int) -> tuple[list[dict], dict]:
     from slmkit.cli import main as slm
 
@@ -141,7 +144,7 @@ def quality_rows(run: Path, docs_count: int) -> tuple[list[dict], dict]:
     results = json.loads((report / "results.json").read_text())
     rows = []
     for task, info in results["tasks"].items():
-        main_metric = "bits_per_byte" if task == "text" else "acc"
+        main_metric = MAIN_METRIC.get(task, "acc")
         row = {"task": task, "documents": info["documents"], "metric": main_metric,
                "demo": round(results["results"]["demo"][task][main_metric], 4)}
         for baseline, per_task in results["baselines"].items():

@@ -4,7 +4,9 @@ It lives above model/, quant/ and interop/ (it imports all three), so none of th
 
 A directory is ours when its config.json says "format": "slmkit" (or "slmkit-quantized": slmkit.quant's
 int8/int4/NF4 checkpoints, loaded with quantized linear layers); it is a Hugging Face model when its
-config.json names a supported architecture (Llama, Qwen3, Qwen3-MoE, GPT-2). `load_for_inference(path)`
+config.json names a supported architecture (Llama, Qwen3, Qwen3-MoE, GPT-2). A `.gguf` file (llama.cpp's
+format, interop/gguf_file.py) is read whole: weights dequantized, tokenizer rebuilt from its metadata.
+`load_for_inference(path)`
 adds the directory's tokenizer and the ids that end generation (`eos_ids_for`), for every layer that
 runs a model (infer, finetune, eval, serve).
 """
@@ -18,6 +20,7 @@ from pathlib import Path
 import torch
 
 from slmkit.errors import CheckpointError
+from slmkit.interop.gguf_file import import_gguf
 from slmkit.interop.hf_config import config_from_hf
 from slmkit.interop.hf_import import import_hf, read_hf_config
 from slmkit.model.checkpoint import CONFIG_FILE, FORMAT, read_config, read_config_json
@@ -32,18 +35,28 @@ class ModelInfo:
     """Where a loaded model came from and what comes with it."""
 
     path: Path
-    format: str  # "slmkit", "quantized" or "hf"
+    format: str  # "slmkit", "quantized", "hf" or "gguf"
     config: ModelConfig
-    architecture: str | None = None  # HF architecture name for format "hf"
+    architecture: str | None = None  # HF architecture name for format "hf", GGUF's for "gguf"
     tokenizer_path: Path | None = None  # the directory's tokenizer.json, when there is one
     special_tokens: dict[str, int | list[int] | None] = field(default_factory=dict)  # HF bos/eos/pad ids
+    tokenizer: object = None  # a tokenizer that came inside the model file (GGUF)
+
+    def load_tokenizer(self):
+        """The model's tokenizer (from its file or its directory's tokenizer.json), or None."""
+        if self.tokenizer is not None:
+            return self.tokenizer
+        return load_tokenizer(self.tokenizer_path.parent) if self.tokenizer_path is not None else None
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """'slmkit', 'quantized' or 'hf' for a model directory; CheckpointError saying what is wrong otherwise."""
+    """'slmkit', 'quantized', 'hf' for a model directory, 'gguf' for a .gguf file; CheckpointError saying
+    what is wrong otherwise."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"model directory not found: {path}")
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        return "gguf"
     if not path.is_dir():
         raise CheckpointError(f"{path} is a file; pass the model directory that holds config.json")
     config_path = path / CONFIG_FILE
@@ -62,9 +75,12 @@ def detect_format(path: str | os.PathLike) -> str:
 
 def load_model(path: str | os.PathLike, device: torch.device | str | None = None,
                dtype: torch.dtype | None = None) -> tuple[torch.nn.Module, ModelInfo]:
-    """(Decoder in eval mode, ModelInfo) from our checkpoint directory or an HF model directory."""
+    """(Decoder in eval mode, ModelInfo) from our checkpoint directory, an HF model directory or a GGUF file."""
     path = Path(path)
     kind = detect_format(path)
+    if kind == "gguf":
+        model, tokenizer, arch = import_gguf(path, device=device, dtype=dtype)
+        return model, ModelInfo(path, "gguf", model.config, architecture=arch, tokenizer=tokenizer)
     if kind == "slmkit":
         model = Decoder.from_pretrained(path, device=device, dtype=dtype)
         info = ModelInfo(path, "slmkit", model.config)
@@ -83,6 +99,8 @@ def load_model(path: str | os.PathLike, device: torch.device | str | None = None
 def read_model_config(path: str | os.PathLike) -> ModelConfig:
     """The ModelConfig of a model directory of either format, without reading weights."""
     kind = detect_format(path)
+    if kind == "gguf":
+        return import_gguf(path)[0].config
     if kind == "quantized":
         return read_quantized_config(path)[0]
     if kind == "slmkit":
@@ -93,9 +111,7 @@ def read_model_config(path: str | os.PathLike) -> ModelConfig:
 def load_for_inference(path: str | os.PathLike, device=None, dtype: torch.dtype | None = None):
     """(model, tokenizer or None, eos ids) from a run directory, an HF directory or a quantized checkpoint."""
     model, info = load_model(path, device=device, dtype=dtype)
-    tokenizer = None
-    if info.tokenizer_path is not None:
-        tokenizer = load_tokenizer(info.tokenizer_path.parent)
+    tokenizer = info.load_tokenizer()
     return model, tokenizer, eos_ids_for(tokenizer, info)
 
 

@@ -84,7 +84,8 @@ def test_an_endpoint_scores_and_generates_as_the_directory_does(workspace, tmp_p
         code = main(["eval", f"local={w / 'model'}", "--endpoint", server.url + "/v1", "--model", "model",
                      "--task", str(w / "pets.yaml"), "--text", str(w / "valid.txt"), "--suite", "safety",
                      "--suite", "stories-judge", "--judge", judge.url + "/v1", "--judge-model", "big",
-                     "--limit", "2", "--max-new-tokens", "8", "--max-length", "200", "--report", str(tmp_path / "report"), "--no-progress"])
+                     "--limit", "2", "--max-new-tokens", "8", "--max-length", "200",
+                     "--report", str(tmp_path / "report"), "--no-progress"])
     finally:
         server.stop()
         judge.close()

@@ -82,7 +82,7 @@ def load_adapter_set(base_path: str | os.PathLike, adapters: dict[str, str | os.
     """(model with `model.adapter_route`, [RoutedAdapter for the base, then one per adapter in order])."""
     base_path = Path(base_path)
     model, info = load_model(base_path, device=device, dtype=dtype)
-    base_tokenizer = load_tokenizer(info.tokenizer_path.parent) if info.tokenizer_path is not None else None
+    base_tokenizer = info.load_tokenizer()
     fingerprint = base_fingerprint(model)
     files = [read_adapter_files(name, Path(d), fingerprint, base_path, model.config) for name, d in adapters.items()]
     _check_compatible(files)
