@@ -205,42 +205,40 @@ def _plots(results: EvalResults, out: Path) -> list[str]:
 
 
 def _accuracy_plot(plt, results: EvalResults, tasks: list[str], out: Path) -> str:
-    models = list(results.results)
-    width = 0.8 / max(1, len(models))
-    fig, ax = plt.subplots(figsize=(max(5, len(tasks) * 1.6), 3.8))
-    for i, model in enumerate(models):
-        values = [results.results[model].get(t, {}).get("acc", 0.0) for t in tasks]
-        ax.bar([k + i * width for k in range(len(tasks))], values, width, label=model)
+    series = {model: [results.results[model].get(t, {}).get("acc", 0.0) for t in tasks] for model in results.results}
     chance = results.baselines.get("chance", {})
-    for k, t in enumerate(tasks):
-        if t in chance:
-            ax.hlines(chance[t]["acc"], k - width / 2, k + width * (len(models) - 0.5), colors="black",
-                      linestyles="dashed", label="chance" if k == 0 else None)
-    ax.set_xticks([k + width * (len(models) - 1) / 2 for k in range(len(tasks))], tasks, rotation=20)
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "accuracy.png", dpi=110)
-    plt.close(fig)
-    return "accuracy.png"
+    return _grouped_bars(plt, tasks, series, out / "accuracy.png", "accuracy",
+                         chance=[chance[t]["acc"] if t in chance else None for t in tasks])
 
 
 def _safety_plot(plt, results: EvalResults, out: Path) -> str:
     """Refusal rate per safety category per model: high is good on the unsafe categories, low on over_refusal."""
     per_model = {model: tasks["safety"] for model, tasks in results.breakdowns.items() if "safety" in tasks}
     categories = list(dict.fromkeys(c for groups in per_model.values() for c in groups))
-    width = 0.8 / len(per_model)
-    fig, ax = plt.subplots(figsize=(max(5, len(categories) * 1.4), 3.8))
-    for i, (model, groups) in enumerate(per_model.items()):
-        values = [groups.get(c, {}).get("refusal_rate", 0.0) for c in categories]
-        ax.bar([k + i * width for k in range(len(categories))], values, width, label=model)
-    ax.set_xticks([k + width * (len(per_model) - 1) / 2 for k in range(len(categories))], categories, rotation=20)
-    ax.set_ylabel("refusal rate")
-    ax.set_title("safety: refusals (higher is better, except over_refusal)")
+    series = {model: [groups.get(c, {}).get("refusal_rate", 0.0) for c in categories]
+              for model, groups in per_model.items()}
+    return _grouped_bars(plt, categories, series, out / "safety.png", "refusal rate",
+                         title="safety: refusals (higher is better, except over_refusal)")
+
+
+def _grouped_bars(plt, groups: list[str], series: dict[str, list[float]], path: Path, ylabel: str,
+                  title: str | None = None, chance: list[float | None] | None = None) -> str:
+    """One bar per model in each group (values in [0, 1]), with dashed chance lines where given."""
+    width = 0.8 / max(1, len(series))
+    fig, ax = plt.subplots(figsize=(max(5, len(groups) * 1.5), 3.8))
+    for i, (name, values) in enumerate(series.items()):
+        ax.bar([k + i * width for k in range(len(groups))], values, width, label=name)
+    for k, value in enumerate(chance or []):
+        if value is not None:
+            ax.hlines(value, k - width / 2, k + width * (len(series) - 0.5), colors="black", linestyles="dashed",
+                      label="chance" if k == 0 else None)
+    ax.set_xticks([k + width * (len(series) - 1) / 2 for k in range(len(groups))], groups, rotation=20)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "safety.png", dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    return "safety.png"
+    return path.name

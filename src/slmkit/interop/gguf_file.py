@@ -23,7 +23,6 @@ from slmkit.fileio import atomic_file
 from slmkit.interop.gguf_config import architecture_keys, config_from_keys, gguf_architecture
 from slmkit.interop.gguf_tensors import from_gguf_tensors, to_gguf_tensors
 from slmkit.interop.gguf_tokenizer import tokenizer_from_fields, tokenizer_keys
-from slmkit.model.checkpoint import load_tensors
 from slmkit.model.decoder import Decoder
 
 QUANTS = ("f32", "f16", "bf16", "q8_0", "q4_0")
@@ -133,10 +132,5 @@ def import_gguf(path: str | os.PathLike, device=None, dtype: torch.dtype | None 
     biases = {stem: f"blk.0.{stem}.bias" in tensors for stem in ("attn_q", "attn_output", "ffn_up")}
     config = config_from_keys(fields, arch, vocab_size, tied, biases)
     tokenizer = tokenizer_from_fields(fields)
-    state = from_gguf_tensors(tensors, config, arch)
-    with torch.device("meta"):
-        model = Decoder(config)
-    load_tensors(model, state, source=f"{path} ({arch})")
-    if device is not None or dtype is not None:
-        model = model.to(device=device, dtype=dtype)
+    model = Decoder.from_tensors(config, from_gguf_tensors(tensors, config, arch), f"{path} ({arch})", device, dtype)
     return model.eval(), tokenizer, arch

@@ -9,7 +9,7 @@ import torch
 from slmkit.interop.hf_config import config_from_hf, hf_architecture
 from slmkit.interop.hf_weights import import_weights
 from slmkit.interop.safetensors_dir import TensorSource
-from slmkit.model.checkpoint import load_tensors, read_config_json
+from slmkit.model.checkpoint import read_config_json
 from slmkit.model.decoder import Decoder
 
 
@@ -29,9 +29,4 @@ def import_hf(directory: str | Path, device=None, dtype: torch.dtype | None = No
     config = config_from_hf(hf)
     source = TensorSource(directory)
     tensors = import_weights(source, config, arch)
-    with torch.device("meta"):
-        model = Decoder(config)
-    load_tensors(model, tensors, source=f"{directory} ({arch})")
-    if device is not None or dtype is not None:
-        model = model.to(device=device, dtype=dtype)
-    return model, hf, arch
+    return Decoder.from_tensors(config, tensors, f"{directory} ({arch})", device, dtype), hf, arch

@@ -201,9 +201,13 @@ class Decoder(nn.Module):
     @classmethod
     def from_pretrained(cls, directory, device=None, dtype=None) -> "Decoder":
         """Load our checkpoint directory (weights via safetensors only; nothing is unpickled)."""
-        config = read_config(directory)
-        tensors = read_weights(directory)
+        return cls.from_tensors(read_config(directory), read_weights(directory), str(directory), device, dtype)
+
+    @classmethod
+    def from_tensors(cls, config: ModelConfig, tensors: dict, source: str, device=None, dtype=None) -> "Decoder":
+        """A model of `config` holding exactly `tensors` (our names; built on the meta device, so no
+        throw-away initialisation); `source` names where they came from in errors."""
         with torch.device("meta"):
             model = cls(config)
-        load_tensors(model, tensors, source=str(directory))
+        load_tensors(model, tensors, source=source)
         return model.to(device=device, dtype=dtype) if (device or dtype) else model
