@@ -39,9 +39,9 @@ def tokenizer():
 
 
 def tiny(tokenizer, family: str, **overrides) -> Decoder:
-    fields = {"d_ff": 128, "n_kv_heads": 2, **FAMILIES[family], **overrides}
+    fields = {"d_model": 64, "d_ff": 128, "n_kv_heads": 2, **FAMILIES[family], **overrides}
     torch.manual_seed(len(family))
-    config = ModelConfig(vocab_size=tokenizer.vocab_size, d_model=64, n_layers=2, n_heads=4, max_seq_len=128,
+    config = ModelConfig(vocab_size=tokenizer.vocab_size, n_layers=2, n_heads=4, max_seq_len=128,
                          tie_embeddings=True, **fields)
     model = Decoder(config).eval()
     with torch.no_grad():  # norms away from 1 so a swapped or missing norm tensor shows

@@ -1,6 +1,7 @@
-"""The real program reads our GGUF files: llama.cpp (through llama-cpp-python, built from source by `make venv`)
+"""The real program reads our GGUF files: llama.cpp (through llama-cpp-python, built from source by `make test`)
 tokenizes as we do id for id, continues greedily with our 64 tokens, and gives our last-position logits
-(F32 tight, Q8_0 within a stated tolerance) for llama, qwen3, qwen3moe and gpt2."""
+(F32 tight, Q8_0 within a stated tolerance) for llama, qwen3, qwen3moe and gpt2; and llama.cpp's own
+quantizer writes the same Q8_0 blocks we do."""
 
 from __future__ import annotations
 
@@ -37,10 +38,24 @@ def tokenizer():
 
 
 def load(llama_cpp, path):
-    """llama.cpp with an F32 KV cache and every position's logits kept, on 2 threads."""
-    f32 = 0  # GGML_TYPE_F32
-    return llama_cpp.Llama(model_path=str(path), n_ctx=128, n_threads=2, logits_all=True, verbose=False,
-                           type_k=f32, type_v=f32, flash_attn=False)
+    """llama.cpp with an F32 KV cache and every position's logits kept, on 2 threads, without its extra CPU
+    buffer types: on this machine kind (a Xeon with AMX) llama.cpp's AMX / weight-repacking path segfaults
+    in decode on any Q8_0 or Q4_0 model, llama-quantize's own output included (our Q8_0 tensors are
+    byte-identical to llama-quantize's; tested), while the plain CPU path runs them."""
+    module = llama_cpp.llama.llama_cpp
+    defaults = module.llama_model_default_params
+
+    def plain_buffers():
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    module.llama_model_default_params = plain_buffers
+    try:
+        return llama_cpp.Llama(model_path=str(path), n_ctx=128, n_threads=2, logits_all=True, verbose=False,
+                               type_k=0, type_v=0, flash_attn=False)  # type 0: GGML_TYPE_F32
+    finally:
+        module.llama_model_default_params = defaults
 
 
 def llama_cpp_logits(llm, ids: list[int]) -> np.ndarray:
@@ -76,6 +91,26 @@ def test_llama_cpp_tokenizes_continues_and_scores_as_we_do(family, llama_cpp, to
         ours = model(torch.tensor([ids])).logits[0, -1].numpy()
     np.testing.assert_allclose(llama_cpp_logits(llm, ids), ours, atol=F32_TOLERANCE, rtol=F32_TOLERANCE)
     assert llama_cpp_greedy(llm, ids, GREEDY_TOKENS) == our_greedy(model, tokenizer, ids, GREEDY_TOKENS)
+
+
+def test_our_q8_0_blocks_are_llama_quantizes(llama_cpp, tokenizer, tmp_path):
+    import ctypes
+
+    import gguf
+
+    model = tiny(tokenizer, "llama", init_std=0.2)
+    export_gguf(model, tokenizer, tmp_path / "f32.gguf")
+    export_gguf(model, tokenizer, tmp_path / "ours.gguf", quant="q8_0")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = 7  # LLAMA_FTYPE_MOSTLY_Q8_0
+    assert llama_cpp.llama_model_quantize(str(tmp_path / "f32.gguf").encode(), str(tmp_path / "theirs.gguf").encode(),
+                                          ctypes.byref(params)) == 0
+    ours = {t.name: t for t in gguf.GGUFReader(tmp_path / "ours.gguf").tensors}
+    theirs = {t.name: t for t in gguf.GGUFReader(tmp_path / "theirs.gguf").tensors}
+    assert set(ours) == set(theirs)
+    for name, tensor in ours.items():
+        assert tensor.tensor_type == theirs[name].tensor_type, name
+        assert np.array_equal(np.asarray(tensor.data), np.asarray(theirs[name].data)), name
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen3"])
