@@ -6,6 +6,7 @@ what GGUF cannot carry, and the `slm export --format gguf` / `slm generate FILE.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import gguf
 import numpy as np
@@ -116,6 +117,7 @@ def test_quantized_tensors_are_gguf_py_reference_blocks(quant, ggml_type, tokeni
     (dict(moe_norm_topk_prob=False), "always renormalises the top-k"),
     (dict(n_shared_experts=1), "n_shared_experts=0"),
     (dict(rope_scaling="yarn", rope_scaling_factor=2.0), "rope_scaling='yarn'"),
+    (dict(rope_scaling="llama3", rope_scaling_factor=8.0), "rope_scaling='llama3'"),  # llama only
 ])
 def test_models_gguf_cannot_carry_are_refused(change, reason, tokenizer, tmp_path):
     model = tiny(tokenizer, "qwen3moe", **change)
@@ -161,6 +163,13 @@ def test_export_cli_writes_gguf_and_modelfile_that_generate_reads(tokenizer, tmp
     from_dir = capsys.readouterr().out
     assert main(["generate", str(tmp_path / "demo.gguf"), *args]) == 0
     assert capsys.readouterr().out == from_dir
+    (tmp_path / "valid.txt").write_text("<|endoftext|>".join(SAMPLES[:2] + TEXTS[:3]))
+    for name, model_path in (("dir", tmp_path / "run"), ("file", tmp_path / "demo.gguf")):
+        assert main(["eval", f"{name}={model_path}", "--text", str(tmp_path / "valid.txt"), "--no-progress",
+                     "--report", str(tmp_path / f"report-{name}")]) == 0
+    scores = [json.loads((tmp_path / f"report-{n}" / "results.json").read_text())["results"][n]["text"]
+              for n in ("dir", "file")]
+    assert scores[0]["bits_per_byte"] == pytest.approx(scores[1]["bits_per_byte"], rel=1e-6)
     assert main(["export", str(tmp_path / "run"), "--format", "gguf", "--out", str(tmp_path / "demo")]) == 1
     assert "name it NAME.gguf" in capsys.readouterr().err
 
@@ -172,8 +181,15 @@ def test_a_corrupt_file_is_one_line(tmp_path, capsys):
     assert err.startswith("error: ") and "bad.gguf" in err and err.count("\n") == 1
 
 
-def test_dataclass_fields_survive(tokenizer, tmp_path):
+LLAMA3_ROPE = dict(rope_theta=500000.0, rope_scaling="llama3", rope_scaling_factor=8.0, rope_original_max_seq_len=32,
+                   rope_low_freq_factor=1.0, rope_high_freq_factor=4.0)
+
+
+@pytest.mark.parametrize("rope", [dict(rope_theta=500000.0, rope_scaling="linear", rope_scaling_factor=2.0),
+                                  LLAMA3_ROPE])
+def test_rope_settings_survive(rope, tokenizer, tmp_path):
     """Every field llama.cpp reads is written: the import rebuilds the same config, field by field."""
-    model = tiny(tokenizer, "llama", rope_theta=500000.0, rope_scaling="linear", rope_scaling_factor=2.0)
+    model = tiny(tokenizer, "llama", **rope)
     back, _, _ = import_gguf(export_gguf(model, tokenizer, tmp_path / "m.gguf"))
     assert dataclasses.asdict(back.config) == dataclasses.asdict(model.config)
+    torch.testing.assert_close(logits(back, tokenizer), logits(model, tokenizer), rtol=0, atol=0)

@@ -12,7 +12,7 @@ import torch
 from slmkit.infer import Generator, SamplingParams
 from slmkit.interop.gguf_file import export_gguf, import_gguf
 from slmkit.tokenizer import train_bpe_from_texts
-from tests.interop.test_gguf import FAMILIES, SAMPLES, tiny
+from tests.interop.test_gguf import FAMILIES, LLAMA3_ROPE, SAMPLES, tiny
 from tests.serve.tiny_run import TEXTS
 
 PROMPT = "Once upon a time there was a little cat"
@@ -80,9 +80,13 @@ def our_greedy(model, tokenizer, ids: list[int], n: int) -> list[int]:
     return generator.generate(ids, SamplingParams(temperature=0.0, max_new_tokens=n)).token_ids
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_llama_cpp_tokenizes_continues_and_scores_as_we_do(family, llama_cpp, tokenizer, tmp_path):
-    model = tiny(tokenizer, family, init_std=0.2)
+CASES = {**{family: (family, {}) for family in FAMILIES}, "llama-rope-llama3": ("llama", LLAMA3_ROPE)}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_llama_cpp_tokenizes_continues_and_scores_as_we_do(case, llama_cpp, tokenizer, tmp_path):
+    family, overrides = CASES[case]
+    model = tiny(tokenizer, family, init_std=0.2, **overrides)
     llm = load(llama_cpp, export_gguf(model, tokenizer, tmp_path / "m.gguf"))
     for text in SAMPLES:
         assert llm.tokenize(text.encode("utf-8"), add_bos=False, special=True) == tokenizer.encode(text), text

@@ -47,9 +47,10 @@ def test_models_lists_the_base_and_its_adapters(adapter_server):
 
 def test_concurrent_requests_get_their_own_adapter(adapter_server):
     root, proc = adapter_server
+    TOKENS = 64
 
-    def complete(model_id):
-        body = {"model": model_id, "prompt": PROMPT, "max_tokens": 12, "temperature": 0, "ignore_eos": True}
+    def complete(model_id):  # long enough that four requests sent together overlap even on a loaded machine
+        body = {"model": model_id, "prompt": PROMPT, "max_tokens": TOKENS, "temperature": 0, "ignore_eos": True}
         r = httpx.post(proc.url + "/v1/completions", json=body, timeout=60)
         assert r.status_code == 200, r.text
         return r.json()
@@ -61,7 +62,7 @@ def test_concurrent_requests_get_their_own_adapter(adapter_server):
     steps, rows = metric(proc.url, "slm_decode_batch_size_count") - steps, metric(proc.url, "slm_decode_batch_size_sum") - rows
     assert rows / steps > 1.5  # the adapters' requests shared decode steps
     for model_id, answer in zip(ids, answers):
-        expected = _alone(root, model_id).generate(PROMPT, max_new_tokens=12, temperature=0, ignore_eos=True).text
+        expected = _alone(root, model_id).generate(PROMPT, max_new_tokens=TOKENS, temperature=0, ignore_eos=True).text
         assert answer["model"] == model_id and answer["choices"][0]["text"] == expected, model_id
     assert len({a["choices"][0]["text"] for a in answers}) == 3
 

@@ -6,9 +6,11 @@
 
 The architecture is the Hugging Face one export_architecture picks (llama.cpp implements those graphs), with
 llama.cpp's own limits on top: qwen3moe has no shared experts and always renormalises the top-k router
-probabilities; RoPE scaling is written as none or linear (yarn and llama3 scaling are refused for now, with
-the reason). Qwen3's head_dim is independent of d_model / heads, so key_length, value_length and
-rope.dimension_count are always written (ollama reads the last with no default).
+probabilities. RoPE scaling: none, linear (llama.cpp's keys) and, for llama, Llama 3.1's rule, which
+llama.cpp takes as a `rope_freqs` tensor of per-frequency divisors (gguf_tensors.py) as its converter
+writes it; the rule's four numbers also go in `slmkit.rope.llama3.*` keys so the import rebuilds the config
+exactly. YaRN is refused for now, with the reason. Qwen3's head_dim is independent of d_model / heads, so
+key_length, value_length and rope.dimension_count are always written (ollama reads the last with no default).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from slmkit.interop.hf_config import GPT2, LLAMA, QWEN3, QWEN3_MOE, export_archi
 from slmkit.model.config import ModelConfig
 
 GGUF_ARCHITECTURES = {LLAMA: "llama", QWEN3: "qwen3", QWEN3_MOE: "qwen3moe", GPT2: "gpt2"}
+LLAMA3 = "slmkit.rope.llama3"  # our keys for Llama 3.1's RoPE rule (llama.cpp reads the rope_freqs tensor)
 
 
 def gguf_architecture(config: ModelConfig) -> str:
@@ -32,8 +35,9 @@ def gguf_architecture(config: ModelConfig) -> str:
     if arch == "qwen3moe" and not config.moe_norm_topk_prob:
         raise CheckpointError("GGUF cannot carry this model: llama.cpp's qwen3moe always renormalises the top-k "
                               "router probabilities, and this model has moe_norm_topk_prob=false")
-    if config.rope_scaling not in ("none", "linear"):
-        raise CheckpointError(f"GGUF export writes RoPE scaling none or linear; this model has "
+    allowed = ("none", "linear", "llama3") if arch == "llama" else ("none", "linear")
+    if config.rope_scaling not in allowed:
+        raise CheckpointError(f"GGUF export of {arch} writes RoPE scaling {', '.join(allowed)}; this model has "
                               f"rope_scaling={config.rope_scaling!r}")
     return arch
 
@@ -53,6 +57,11 @@ def architecture_keys(config: ModelConfig, arch: str) -> dict[str, Any]:
                  f"{a}.rope.freq_base": float(c.rope_theta), f"{a}.rope.dimension_count": c.head_dim})
     if c.rope_scaling == "linear":
         keys.update({f"{a}.rope.scaling.type": "linear", f"{a}.rope.scaling.factor": float(c.rope_scaling_factor)})
+    if c.rope_scaling == "llama3":
+        keys.update({f"{LLAMA3}.factor": float(c.rope_scaling_factor),
+                     f"{LLAMA3}.original_context_length": c.rope_original_max_seq_len or c.max_seq_len,
+                     f"{LLAMA3}.low_freq_factor": float(c.rope_low_freq_factor),
+                     f"{LLAMA3}.high_freq_factor": float(c.rope_high_freq_factor)})
     if arch == "qwen3moe":
         keys.update({f"{a}.expert_count": c.n_experts, f"{a}.expert_used_count": c.moe_top_k,
                      f"{a}.expert_feed_forward_length": c.moe_d_ff})
@@ -94,6 +103,11 @@ def config_from_keys(fields: dict[str, Any], arch: str, vocab_size: int, tied: b
                   rope_scaling_factor=_float(fields.get(f"{arch}.rope.scaling.factor", 1.0)),
                   qk_norm=arch in ("qwen3", "qwen3moe"), attn_qkv_bias=biases.get("attn_q", False),
                   attn_out_bias=biases.get("attn_output", False), mlp_bias=biases.get("ffn_up", False))
+    if f"{LLAMA3}.factor" in fields:
+        config.update(rope_scaling="llama3", rope_scaling_factor=_float(fields[f"{LLAMA3}.factor"]),
+                      rope_original_max_seq_len=int(fields[f"{LLAMA3}.original_context_length"]),
+                      rope_low_freq_factor=_float(fields[f"{LLAMA3}.low_freq_factor"]),
+                      rope_high_freq_factor=_float(fields[f"{LLAMA3}.high_freq_factor"]))
     if arch == "qwen3moe":
         config.update(n_experts=int(get("expert_count")), moe_top_k=int(get("expert_used_count")),
                       moe_d_ff=int(get("expert_feed_forward_length")), moe_norm_topk_prob=True)

@@ -10,15 +10,20 @@ loader expects of a Linear weight. Three layout facts (llama.cpp's convert_hf_to
   permuted per head (`_permute`); qwen3 / qwen3moe rotate halves (NEOX) and need no permutation.
 - gpt2 keeps q, k, v fused as `attn_qkv` and always writes `output.weight` (older llama.cpp requires it).
 - experts are one [n_experts, out, in] array per projection (`ffn_{gate,up,down}_exps`), as ours are.
+Llama 3.1's RoPE scaling travels as `rope_freqs.weight`: llama.cpp divides each base frequency by it, so it is
+the base frequencies over the scaled ones (positions.py computes both).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import torch
 
 from slmkit.errors import CheckpointError
 from slmkit.model.config import ModelConfig
+from slmkit.model.positions import rope_inverse_frequencies
 
 TOP_LEVEL = {"embed": "token_embd", "pos_embed": "position_embd", "final_norm": "output_norm", "head": "output"}
 IN_BLOCK = {
@@ -88,6 +93,8 @@ def to_gguf_tensors(state: dict[str, torch.Tensor], config: ModelConfig, arch: s
         if arch == "llama" and (".attn.q_proj." in ours or ".attn.k_proj." in ours):
             array = _permute(array, config.n_heads if ".q_proj." in ours else config.n_kv_heads)
         out[gguf_name(ours)] = array
+    if config.rope_scaling == "llama3":
+        out["rope_freqs.weight"] = rope_freqs(config)
     if arch == "gpt2":
         for i in range(config.n_layers):
             for kind in ("weight", "bias"):
@@ -102,7 +109,8 @@ def from_gguf_tensors(tensors: dict[str, np.ndarray], config: ModelConfig, arch:
     state: dict[str, torch.Tensor] = {}
     for name, array in tensors.items():
         if name == "rope_freqs.weight":
-            continue  # llama3 scaling factors: derived from the config keys
+            _check_rope_freqs(array, config)
+            continue
         if name == "output.weight" and config.tie_embeddings:
             continue
         if ".attn_qkv." in name:
@@ -114,3 +122,18 @@ def from_gguf_tensors(tensors: dict[str, np.ndarray], config: ModelConfig, arch:
             array = _unpermute(array, config.n_heads if ".attn_q." in name else config.n_kv_heads)
         state[our_name(name)] = torch.from_numpy(np.array(array, dtype=np.float32))
     return state
+
+
+def rope_freqs(config: ModelConfig) -> np.ndarray:
+    """llama.cpp's per-frequency divisors for the config's RoPE scaling: base frequencies / scaled ones."""
+    base, _ = rope_inverse_frequencies(dataclasses.replace(config, rope_scaling="none"))
+    return _numpy(base / rope_inverse_frequencies(config)[0])
+
+
+def _check_rope_freqs(array: np.ndarray, config: ModelConfig) -> None:
+    """A rope_freqs tensor must be what the config's llama3 keys give (another converter's file lacks them)."""
+    if config.rope_scaling != "llama3":
+        raise CheckpointError("the GGUF file scales RoPE with a rope_freqs tensor but has no slmkit.rope.llama3 "
+                              "keys to say which rule made it; slmkit imports the llama3 scaling it exported")
+    if not np.allclose(array, rope_freqs(config), rtol=1e-5):
+        raise CheckpointError("the GGUF file's rope_freqs tensor does not match its slmkit.rope.llama3 keys")
