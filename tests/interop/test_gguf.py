@@ -15,6 +15,7 @@ import torch
 
 from slmkit.cli import main
 from slmkit.errors import CheckpointError
+from slmkit.infer import Generator
 from slmkit.interop.gguf_file import export_gguf, import_gguf, read_gguf
 from slmkit.interop.hf_config import config_to_hf, export_architecture
 from slmkit.interop.ollama_modelfile import go_template, modelfile_text
@@ -193,3 +194,32 @@ def test_rope_settings_survive(rope, tokenizer, tmp_path):
     back, _, _ = import_gguf(export_gguf(model, tokenizer, tmp_path / "m.gguf"))
     assert dataclasses.asdict(back.config) == dataclasses.asdict(model.config)
     torch.testing.assert_close(logits(back, tokenizer), logits(model, tokenizer), rtol=0, atol=0)
+
+
+def test_chat_and_serve_take_a_gguf_file_as_the_directory(tokenizer, tmp_path, capsys, monkeypatch):
+    import io
+    import sys
+
+    import httpx
+
+    from tests.serve.conftest import ServerProcess
+
+    model = tiny(tokenizer, "llama", init_std=0.2)
+    tokenizer.save(tmp_path / "tok")
+    save_pretrained(model, tmp_path / "run", tokenizer_dir=tmp_path / "tok")
+    export_gguf(model, tokenizer, tmp_path / "m.gguf")
+    replies = []
+    for path in (tmp_path / "run", tmp_path / "m.gguf"):
+        monkeypatch.setattr(sys, "stdin", io.StringIO("Hello\nTell me a story\n"))
+        assert main(["chat", str(path), "--max-new-tokens", "6", "--temperature", "0"]) == 0
+        replies.append(capsys.readouterr().out)
+    assert replies[0] == replies[1]
+    server = ServerProcess(tmp_path / "m.gguf", tmp_path / "server.log")
+    try:
+        body = {"prompt": "Once upon a time", "max_tokens": 8, "temperature": 0, "ignore_eos": True}
+        served = httpx.post(server.url + "/v1/completions", json=body, timeout=60).json()["choices"][0]["text"]
+    finally:
+        server.stop()
+    expected = Generator(model, tokenizer, eos_ids=set()).generate("Once upon a time", max_new_tokens=8,
+                                                                   temperature=0).text
+    assert served == expected

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from slmkit.infer import Generator, SamplingParams
+from slmkit.model import Decoder
 from slmkit.interop.gguf_file import export_gguf, import_gguf
 from slmkit.tokenizer import train_bpe_from_texts
 from tests.interop.test_gguf import FAMILIES, LLAMA3_ROPE, SAMPLES, tiny
@@ -127,3 +128,44 @@ def test_llama_cpp_on_q8_0_is_close_to_our_import_of_it(family, llama_cpp, token
     got = llama_cpp_logits(load(llama_cpp, path), ids)
     assert np.abs(got - expected).max() < Q8_TOLERANCE
     assert int(np.argmax(got)) == int(np.argmax(expected))
+
+
+@pytest.fixture(scope="module")
+def trained_demo(tinystories_train):
+    """The demo recipe's shape (`tiny`: Qwen3-style, 4.2M parameters at 4096 ids; here a 1024-id BPE on real
+    TinyStories) trained for 80 steps on that text: confident, peaked logits as a real run has."""
+    from slmkit.model import preset
+
+    text = tinystories_train.read_text(encoding="utf-8")[:300_000]
+    stories = [s for s in text.split("<|endoftext|>") if s.strip()]
+    tok = train_bpe_from_texts(stories, 1024)
+    ids = torch.tensor([i for s in stories for i in tok.encode(s.strip()) + [tok.eos_id]])
+    torch.manual_seed(0)
+    model = Decoder(preset("tiny", vocab_size=tok.vocab_size, max_seq_len=256))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    for step in range(80):
+        starts = torch.randint(0, len(ids) - 129, (8,))
+        batch = torch.stack([ids[s:s + 129] for s in starts])
+        loss = torch.nn.functional.cross_entropy(model(batch[:, :-1]).logits.flatten(0, 1), batch[:, 1:].flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 5.5  # it learned something (uniform: ln 1024 = 6.9)
+    return model.eval(), tok, stories
+
+
+@pytest.mark.parametrize("quant", ["f32", "q8_0"])
+def test_llama_cpp_runs_the_trained_demo_model_as_we_do(quant, trained_demo, llama_cpp, tmp_path):
+    model, tok, stories = trained_demo
+    path = export_gguf(model, tok, tmp_path / "demo.gguf", quant=quant)
+    llm = load(llama_cpp, path)
+    for story in stories[-5:]:  # whole stories, as they were tokenized for training
+        assert llm.tokenize(story.encode("utf-8"), add_bos=False, special=True) == tok.encode(story)
+    ids = tok.encode("Once upon a time, there was a little girl named Lily. She")
+    reference = model if quant == "f32" else import_gguf(path)[0]
+    with torch.no_grad():
+        expected = reference(torch.tensor([ids])).logits[0, -1].numpy()
+    got = llama_cpp_logits(llm, ids)
+    assert np.abs(got - expected).max() < (F32_TOLERANCE * 10 if quant == "f32" else Q8_TOLERANCE)
+    if quant == "f32":
+        assert llama_cpp_greedy(llm, ids, GREEDY_TOKENS) == our_greedy(model, tok, ids, GREEDY_TOKENS)
