@@ -47,3 +47,20 @@ def test_finetune_rejects_a_bad_recipe(tmp_path, capsys):
     assert main(["finetune", "configs/sft-lora.yaml", "lora.rank=4"]) == 1
     assert "unknown config key 'lora.rank'" in capsys.readouterr().err
     assert main(["finetune", "configs/sft-lora.yaml", f"base={tmp_path / 'nowhere'}", "method=adapter"]) == 1
+
+
+def test_finetune_a_gguf_base(tmp_path, capsys):
+    """A model from the llama.cpp ecosystem fine-tunes here: the base is a .gguf file."""
+    _base(tmp_path)
+    assert main(["export", str(tmp_path / "base"), "--format", "gguf", "--out", str(tmp_path / "base.gguf")]) == 0
+    run = tmp_path / "sft-gguf"
+    code = main(["finetune", "configs/sft-lora.yaml", f"base={tmp_path / 'base.gguf'}",
+                 f"data.train={tmp_path / 'sft.jsonl'}", "data.eval=null", "data.eval_fraction=0.25",
+                 f"train.out_dir={run}", "train.max_steps=2", "train.max_minutes=null", "train.time_schedule=false",
+                 "train.warmup_steps=0", "train.batch_size=2", "train.eval_every=0", "train.sample_tokens=0",
+                 "train.plots=false", "train.tensorboard=false", "train.precision=fp32", "--no-progress"])
+    assert code == 0 and (run / "adapter.json").is_file()
+    capsys.readouterr()
+    assert main(["generate", str(run), "--prompt", "Once", "--max-new-tokens", "3", "--temperature", "0"]) == 0
+    assert main(["export", str(run), "--merge", "--format", "gguf", "--out", str(tmp_path / "sft.gguf")]) == 0
+    assert (tmp_path / "sft.gguf").is_file() and (tmp_path / "sft.Modelfile").is_file()

@@ -47,11 +47,15 @@ class EvalPairs:
         yield from self.batches.pairs()
 
 
-def chat_tokenizer(base_dir: Path):
-    """(tokenizer with a chat template, ids it added) for the base at `base_dir`."""
-    if not (base_dir / "tokenizer.json").is_file():
+def chat_tokenizer(base_dir: Path, info=None):
+    """(tokenizer with a chat template, ids it added) for the base at `base_dir` (`info`: its ModelInfo,
+    whose file may carry the tokenizer, as a GGUF file does)."""
+    tokenizer = info.load_tokenizer() if info is not None else None
+    if tokenizer is None and (base_dir / "tokenizer.json").is_file():
+        tokenizer = load_tokenizer(base_dir)
+    if tokenizer is None:
         raise ConfigError(f"{base_dir} has no tokenizer.json: chat fine-tuning needs the base's tokenizer")
-    return with_default_chat_template(load_tokenizer(base_dir))
+    return with_default_chat_template(tokenizer)
 
 
 def split_examples(cfg: FinetuneConfig, tokenizer):
@@ -96,10 +100,10 @@ def finetune(cfg: FinetuneConfig, log=print) -> dict:
             raise ConfigError("train.parallel=fsdp is not supported for LoRA/QLoRA fine-tunes yet: use "
                               "train.parallel=ddp (the base is frozen, so DDP only syncs the small adapters)")
         base_dir = Path(cfg.base)
-        model, _ = load_model(base_dir, device="cpu", dtype=torch.float32)
+        model, info = load_model(base_dir, device="cpu", dtype=torch.float32)
         model.train()
         fingerprint, base_vocab = base_fingerprint(model), model.config.vocab_size
-        tokenizer, added = chat_tokenizer(base_dir)
+        tokenizer, added = chat_tokenizer(base_dir, info)
         resize_vocabulary(model, tokenizer.vocab_size)
         if t.seq_len > model.config.max_seq_len:
             raise ConfigError(f"train.seq_len ({t.seq_len}) is longer than the base's context "
