@@ -117,7 +117,7 @@ def test_quantized_tensors_are_gguf_py_reference_blocks(quant, ggml_type, tokeni
 @pytest.mark.parametrize("change, reason", [
     (dict(moe_norm_topk_prob=False), "always renormalises the top-k"),
     (dict(n_shared_experts=1), "n_shared_experts=0"),
-    (dict(rope_scaling="yarn", rope_scaling_factor=2.0), "rope_scaling='yarn'"),
+    (dict(rope_scaling="ntk", rope_scaling_factor=2.0), "rope_scaling='ntk'"),
     (dict(rope_scaling="llama3", rope_scaling_factor=8.0), "rope_scaling='llama3'"),  # llama only
 ])
 def test_models_gguf_cannot_carry_are_refused(change, reason, tokenizer, tmp_path):
@@ -186,8 +186,11 @@ LLAMA3_ROPE = dict(rope_theta=500000.0, rope_scaling="llama3", rope_scaling_fact
                    rope_low_freq_factor=1.0, rope_high_freq_factor=4.0)
 
 
+YARN_ROPE = dict(rope_scaling="yarn", rope_scaling_factor=4.0, rope_original_max_seq_len=32)
+
+
 @pytest.mark.parametrize("rope", [dict(rope_theta=500000.0, rope_scaling="linear", rope_scaling_factor=2.0),
-                                  LLAMA3_ROPE])
+                                  LLAMA3_ROPE, YARN_ROPE])
 def test_rope_settings_survive(rope, tokenizer, tmp_path):
     """Every field llama.cpp reads is written: the import rebuilds the same config, field by field."""
     model = tiny(tokenizer, "llama", **rope)
@@ -223,3 +226,29 @@ def test_chat_and_serve_take_a_gguf_file_as_the_directory(tokenizer, tmp_path, c
     expected = Generator(model, tokenizer, eos_ids=set()).generate("Once upon a time", max_new_tokens=8,
                                                                    temperature=0).text
     assert served == expected
+
+
+def test_a_converters_llama3_rope_freqs_without_our_keys_is_read_as_llama_3s_rule(tokenizer, tmp_path):
+    """llama.cpp's converter writes Llama 3.x's scaling as rope_freqs alone; drop our keys to get such a file."""
+    model = tiny(tokenizer, "llama", rope_scaling="llama3", rope_scaling_factor=32.0, rope_original_max_seq_len=8192,
+                 rope_theta=500000.0)
+    export_gguf(model, tokenizer, tmp_path / "ours.gguf")
+    reader = gguf.GGUFReader(tmp_path / "ours.gguf")
+    writer = gguf.GGUFWriter(tmp_path / "converted.gguf", "llama")
+    for name, field in reader.fields.items():
+        if name.startswith(("slmkit.", "GGUF.", "general.architecture")):
+            continue
+        value = field.contents()
+        kind = field.types[0]
+        if kind == gguf.GGUFValueType.ARRAY:
+            writer.add_key_value(name, value, kind, sub_type=field.types[-1])
+        else:
+            writer.add_key_value(name, value, kind)
+    for t in reader.tensors:
+        writer.add_tensor(t.name, np.asarray(t.data), raw_dtype=t.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    back, _, _ = import_gguf(tmp_path / "converted.gguf")
+    assert dataclasses.asdict(back.config) == dataclasses.asdict(model.config)

@@ -13,7 +13,7 @@ from slmkit.infer import Generator, SamplingParams
 from slmkit.model import Decoder
 from slmkit.interop.gguf_file import export_gguf, import_gguf
 from slmkit.tokenizer import train_bpe_from_texts
-from tests.interop.test_gguf import FAMILIES, LLAMA3_ROPE, SAMPLES, tiny
+from tests.interop.test_gguf import FAMILIES, LLAMA3_ROPE, SAMPLES, YARN_ROPE, tiny
 from tests.serve.tiny_run import TEXTS
 
 PROMPT = "Once upon a time there was a little cat"
@@ -81,7 +81,8 @@ def our_greedy(model, tokenizer, ids: list[int], n: int) -> list[int]:
     return generator.generate(ids, SamplingParams(temperature=0.0, max_new_tokens=n)).token_ids
 
 
-CASES = {**{family: (family, {}) for family in FAMILIES}, "llama-rope-llama3": ("llama", LLAMA3_ROPE)}
+CASES = {**{family: (family, {}) for family in FAMILIES}, "llama-rope-llama3": ("llama", LLAMA3_ROPE),
+         "qwen3-rope-yarn": ("qwen3", YARN_ROPE)}
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -6,10 +6,10 @@
 
 The architecture is the Hugging Face one export_architecture picks (llama.cpp implements those graphs), with
 llama.cpp's own limits on top: qwen3moe has no shared experts and always renormalises the top-k router
-probabilities. RoPE scaling: none, linear (llama.cpp's keys) and, for llama, Llama 3.1's rule, which
+probabilities. RoPE scaling: none, linear, YaRN (llama.cpp's keys) and, for llama, Llama 3.1's rule, which
 llama.cpp takes as a `rope_freqs` tensor of per-frequency divisors (gguf_tensors.py) as its converter
 writes it; the rule's four numbers also go in `slmkit.rope.llama3.*` keys so the import rebuilds the config
-exactly. YaRN is refused for now, with the reason. Qwen3's head_dim is independent of d_model / heads, so
+exactly. Qwen3's head_dim is independent of d_model / heads, so
 key_length, value_length and rope.dimension_count are always written (ollama reads the last with no default).
 """
 
@@ -35,7 +35,7 @@ def gguf_architecture(config: ModelConfig) -> str:
     if arch == "qwen3moe" and not config.moe_norm_topk_prob:
         raise CheckpointError("GGUF cannot carry this model: llama.cpp's qwen3moe always renormalises the top-k "
                               "router probabilities, and this model has moe_norm_topk_prob=false")
-    allowed = ("none", "linear", "llama3") if arch == "llama" else ("none", "linear")
+    allowed = ("none", "linear", "yarn", "llama3") if arch == "llama" else ("none", "linear", "yarn")
     if config.rope_scaling not in allowed:
         raise CheckpointError(f"GGUF export of {arch} writes RoPE scaling {', '.join(allowed)}; this model has "
                               f"rope_scaling={config.rope_scaling!r}")
@@ -55,8 +55,12 @@ def architecture_keys(config: ModelConfig, arch: str) -> dict[str, Any]:
     keys.update({f"{a}.attention.key_length": c.head_dim, f"{a}.attention.value_length": c.head_dim,
                  f"{a}.attention.layer_norm_rms_epsilon": float(c.norm_eps),
                  f"{a}.rope.freq_base": float(c.rope_theta), f"{a}.rope.dimension_count": c.head_dim})
-    if c.rope_scaling == "linear":
-        keys.update({f"{a}.rope.scaling.type": "linear", f"{a}.rope.scaling.factor": float(c.rope_scaling_factor)})
+    if c.rope_scaling in ("linear", "yarn"):
+        keys.update({f"{a}.rope.scaling.type": c.rope_scaling, f"{a}.rope.scaling.factor": float(c.rope_scaling_factor)})
+    if c.rope_scaling == "yarn":
+        keys.update({f"{a}.rope.scaling.original_context_length": c.rope_original_max_seq_len or c.max_seq_len,
+                     f"{a}.rope.scaling.yarn_beta_fast": float(c.rope_yarn_beta_fast),
+                     f"{a}.rope.scaling.yarn_beta_slow": float(c.rope_yarn_beta_slow)})
     if c.rope_scaling == "llama3":
         keys.update({f"{LLAMA3}.factor": float(c.rope_scaling_factor),
                      f"{LLAMA3}.original_context_length": c.rope_original_max_seq_len or c.max_seq_len,
@@ -96,13 +100,18 @@ def config_from_keys(fields: dict[str, Any], arch: str, vocab_size: int, tied: b
         raise CheckpointError(f"the GGUF file's key and value lengths differ ({head_dim} vs "
                               f"{get('attention.value_length')}); slmkit's attention needs them equal")
     scaling = str(fields.get(f"{arch}.rope.scaling.type", "none"))
-    if scaling not in ("none", "linear"):
-        raise CheckpointError(f"the GGUF file uses RoPE scaling {scaling!r}; slmkit imports none or linear")
+    if scaling not in ("none", "linear", "yarn"):
+        raise CheckpointError(f"the GGUF file uses RoPE scaling {scaling!r}; slmkit imports none, linear and yarn")
     config = dict(common, head_dim=head_dim, norm_eps=_float(get("attention.layer_norm_rms_epsilon")),
                   rope_theta=_float(get("rope.freq_base", 10000.0)), rope_scaling=scaling,
                   rope_scaling_factor=_float(fields.get(f"{arch}.rope.scaling.factor", 1.0)),
                   qk_norm=arch in ("qwen3", "qwen3moe"), attn_qkv_bias=biases.get("attn_q", False),
                   attn_out_bias=biases.get("attn_output", False), mlp_bias=biases.get("ffn_up", False))
+    if scaling == "yarn":
+        config.update(rope_original_max_seq_len=int(fields.get(f"{arch}.rope.scaling.original_context_length",
+                                                                common["max_seq_len"])),
+                      rope_yarn_beta_fast=_float(fields.get(f"{arch}.rope.scaling.yarn_beta_fast", 32.0)),
+                      rope_yarn_beta_slow=_float(fields.get(f"{arch}.rope.scaling.yarn_beta_slow", 1.0)))
     if f"{LLAMA3}.factor" in fields:
         config.update(rope_scaling="llama3", rope_scaling_factor=_float(fields[f"{LLAMA3}.factor"]),
                       rope_original_max_seq_len=int(fields[f"{LLAMA3}.original_context_length"]),

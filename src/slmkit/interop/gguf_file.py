@@ -21,7 +21,7 @@ import torch
 from slmkit.errors import CheckpointError
 from slmkit.fileio import atomic_file
 from slmkit.interop.gguf_config import architecture_keys, config_from_keys, gguf_architecture
-from slmkit.interop.gguf_tensors import from_gguf_tensors, to_gguf_tensors
+from slmkit.interop.gguf_tensors import from_gguf_tensors, llama3_scaling_from_rope_freqs, to_gguf_tensors
 from slmkit.interop.gguf_tokenizer import tokenizer_from_fields, tokenizer_keys
 from slmkit.model.decoder import Decoder
 
@@ -131,6 +131,8 @@ def import_gguf(path: str | os.PathLike, device=None, dtype: torch.dtype | None 
     tied = output is None or np.array_equal(output, tensors["token_embd.weight"])
     biases = {stem: f"blk.0.{stem}.bias" in tensors for stem in ("attn_q", "attn_output", "ffn_up")}
     config = config_from_keys(fields, arch, vocab_size, tied, biases)
+    if "rope_freqs.weight" in tensors and config.rope_scaling == "none":  # llama.cpp's converter wrote it
+        config = llama3_scaling_from_rope_freqs(tensors["rope_freqs.weight"], config)
     tokenizer = tokenizer_from_fields(fields)
     model = Decoder.from_tensors(config, from_gguf_tensors(tensors, config, arch), f"{path} ({arch})", device, dtype)
     return model.eval(), tokenizer, arch

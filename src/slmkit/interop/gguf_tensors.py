@@ -130,10 +130,25 @@ def rope_freqs(config: ModelConfig) -> np.ndarray:
     return _numpy(base / rope_inverse_frequencies(config)[0])
 
 
+# Llama 3.1 / 3.2 / 3.3's published rule: what a converter's rope_freqs tensor is matched against when the
+# file lacks slmkit's keys (the divisors alone do not pin the rule's four numbers down).
+LLAMA3_RELEASE_ROPE = dict(rope_original_max_seq_len=8192, rope_low_freq_factor=1.0, rope_high_freq_factor=4.0)
+
+
+def llama3_scaling_from_rope_freqs(array: np.ndarray, config: ModelConfig) -> ModelConfig:
+    """`config` with the llama3 scaling a foreign file's rope_freqs tensor encodes, when it is the Llama 3
+    releases' rule with some factor (the largest divisor); CheckpointError otherwise."""
+    candidate = dataclasses.replace(config, rope_scaling="llama3", rope_scaling_factor=float(array.max()),
+                                    **LLAMA3_RELEASE_ROPE)
+    if array.shape != rope_freqs(candidate).shape or not np.allclose(array, rope_freqs(candidate), rtol=1e-4):
+        raise CheckpointError("the GGUF file's rope_freqs tensor is not Llama 3's RoPE rule (factor "
+                              f"{float(array.max()):g}, original context 8192, low/high 1/4); slmkit cannot rebuild it")
+    return candidate
+
+
 def _check_rope_freqs(array: np.ndarray, config: ModelConfig) -> None:
-    """A rope_freqs tensor must be what the config's llama3 keys give (another converter's file lacks them)."""
+    """A rope_freqs tensor must be what the config's llama3 scaling gives."""
     if config.rope_scaling != "llama3":
-        raise CheckpointError("the GGUF file scales RoPE with a rope_freqs tensor but has no slmkit.rope.llama3 "
-                              "keys to say which rule made it; slmkit imports the llama3 scaling it exported")
+        raise CheckpointError("the GGUF file scales RoPE with a rope_freqs tensor that its keys do not describe")
     if not np.allclose(array, rope_freqs(config), rtol=1e-5):
         raise CheckpointError("the GGUF file's rope_freqs tensor does not match its slmkit.rope.llama3 keys")
