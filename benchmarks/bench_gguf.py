@@ -19,11 +19,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED_DATA, ab_median, write_results  # noqa: E402
+from common import REPO, SHARED_DATA, ab_median, write_results  # noqa: E402
+
+sys.path.insert(0, str(REPO))
+from tests.interop.llama_cpp_runner import llama_cpp_greedy, load_llama_cpp  # noqa: E402
 
 from slmkit.infer import Generator, SamplingParams  # noqa: E402
 from slmkit.interop.gguf_file import export_gguf  # noqa: E402
@@ -46,34 +48,8 @@ def tokenizer():
 def llama_cpp_decode(path: Path, prompt: list[int]):
     import llama_cpp
 
-    # Without llama.cpp's extra CPU buffer types (AMX / weight repacking): on this machine kind they segfault
-    # in decode on any Q8_0 model (tests/interop/test_gguf_llama_cpp.py says more); F32 does not use them.
-    module = llama_cpp.llama.llama_cpp
-    defaults = module.llama_model_default_params
-    module.llama_model_default_params = lambda: _plain_buffers(defaults())
-    try:
-        llm = llama_cpp.Llama(model_path=str(path), n_ctx=PROMPT_TOKENS + NEW_TOKENS + 8, n_threads=THREADS,
-                              n_threads_batch=THREADS, verbose=False, type_k=0, type_v=0, flash_attn=False,
-                              logits_all=True)  # scores[n_tokens - 1] is the last logits only then
-    finally:
-        module.llama_model_default_params = defaults
-
-    def run() -> list[int]:
-        llm.reset()
-        llm.eval(prompt)
-        out = []
-        for _ in range(NEW_TOKENS):
-            token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-            out.append(token)
-            llm.eval([token])
-        return out
-
-    return run
-
-
-def _plain_buffers(params):
-    params.use_extra_bufts = False
-    return params
+    llm = load_llama_cpp(llama_cpp, path, n_ctx=PROMPT_TOKENS + NEW_TOKENS + 8, threads=THREADS)
+    return lambda: llama_cpp_greedy(llm, prompt, NEW_TOKENS)
 
 
 def slmkit_decode(model, tok, prompt: list[int]):

@@ -13,6 +13,7 @@ from slmkit.infer import Generator, SamplingParams
 from slmkit.model import Decoder
 from slmkit.interop.gguf_file import export_gguf, import_gguf
 from slmkit.tokenizer import train_bpe_from_texts
+from tests.interop.llama_cpp_runner import llama_cpp_greedy, llama_cpp_logits, load_llama_cpp
 from tests.interop.test_gguf import FAMILIES, LLAMA3_ROPE, SAMPLES, YARN_ROPE, tiny
 from tests.serve.tiny_run import TEXTS
 
@@ -38,44 +39,6 @@ def tokenizer():
     return train_bpe_from_texts(TEXTS, 400)
 
 
-def load(llama_cpp, path):
-    """llama.cpp with an F32 KV cache and every position's logits kept, on 2 threads, without its extra CPU
-    buffer types: on this machine kind (a Xeon with AMX) llama.cpp's AMX / weight-repacking path segfaults
-    in decode on any Q8_0 or Q4_0 model, llama-quantize's own output included (our Q8_0 tensors are
-    byte-identical to llama-quantize's; tested), while the plain CPU path runs them."""
-    module = llama_cpp.llama.llama_cpp
-    defaults = module.llama_model_default_params
-
-    def plain_buffers():
-        params = defaults()
-        params.use_extra_bufts = False
-        return params
-
-    module.llama_model_default_params = plain_buffers
-    try:
-        return llama_cpp.Llama(model_path=str(path), n_ctx=128, n_threads=2, logits_all=True, verbose=False,
-                               type_k=0, type_v=0, flash_attn=False)  # type 0: GGML_TYPE_F32
-    finally:
-        module.llama_model_default_params = defaults
-
-
-def llama_cpp_logits(llm, ids: list[int]) -> np.ndarray:
-    llm.reset()
-    llm.eval(ids)
-    return np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
-
-
-def llama_cpp_greedy(llm, ids: list[int], n: int) -> list[int]:
-    llm.reset()
-    llm.eval(ids)
-    out = []
-    for _ in range(n):
-        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-        out.append(token)
-        llm.eval([token])
-    return out
-
-
 def our_greedy(model, tokenizer, ids: list[int], n: int) -> list[int]:
     generator = Generator(model, tokenizer, eos_ids=set())  # no stop: 64 tokens on both sides
     return generator.generate(ids, SamplingParams(temperature=0.0, max_new_tokens=n)).token_ids
@@ -89,7 +52,7 @@ CASES = {**{family: (family, {}) for family in FAMILIES}, "llama-rope-llama3": (
 def test_llama_cpp_tokenizes_continues_and_scores_as_we_do(case, llama_cpp, tokenizer, tmp_path):
     family, overrides = CASES[case]
     model = tiny(tokenizer, family, init_std=0.2, **overrides)
-    llm = load(llama_cpp, export_gguf(model, tokenizer, tmp_path / "m.gguf"))
+    llm = load_llama_cpp(llama_cpp, export_gguf(model, tokenizer, tmp_path / "m.gguf"))
     for text in SAMPLES:
         assert llm.tokenize(text.encode("utf-8"), add_bos=False, special=True) == tokenizer.encode(text), text
     ids = tokenizer.encode(PROMPT)
@@ -126,7 +89,7 @@ def test_llama_cpp_on_q8_0_is_close_to_our_import_of_it(family, llama_cpp, token
     ids = tokenizer.encode(PROMPT)
     with torch.no_grad():
         expected = ours(torch.tensor([ids])).logits[0, -1].numpy()
-    got = llama_cpp_logits(load(llama_cpp, path), ids)
+    got = llama_cpp_logits(load_llama_cpp(llama_cpp, path), ids)
     assert np.abs(got - expected).max() < Q8_TOLERANCE
     assert int(np.argmax(got)) == int(np.argmax(expected))
 
@@ -159,7 +122,7 @@ def trained_demo(tinystories_train):
 def test_llama_cpp_runs_the_trained_demo_model_as_we_do(quant, trained_demo, llama_cpp, tmp_path):
     model, tok, stories = trained_demo
     path = export_gguf(model, tok, tmp_path / "demo.gguf", quant=quant)
-    llm = load(llama_cpp, path)
+    llm = load_llama_cpp(llama_cpp, path)
     for story in stories[-5:]:  # whole stories, as they were tokenized for training
         assert llm.tokenize(story.encode("utf-8"), add_bos=False, special=True) == tok.encode(story)
     ids = tok.encode("Once upon a time, there was a little girl named Lily. She")
