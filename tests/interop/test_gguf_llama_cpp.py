@@ -29,7 +29,7 @@ def llama_cpp():
         import llama_cpp
     except ImportError:
         pytest.fail("the GGUF tests run llama.cpp through llama-cpp-python, which is missing: run `make venv` "
-                    "(it builds llama.cpp from source once, ~15 minutes on 2 cores) or "
+                    "(it builds llama.cpp from source once, 7-15 minutes on 2 cores) or "
                     "`pip install llama-cpp-python==0.3.36`")
     return llama_cpp
 
