@@ -25,6 +25,10 @@ $(STAMP): pyproject.toml
 # llama.cpp itself, for the GGUF tests and benchmark: llama-cpp-python compiles it from source (7-15
 # minutes on 2 cores; once per virtual environment, and pip keeps the built wheel for the next one).
 $(LLAMA_CPP): $(STAMP)
+	@command -v c++ >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential; \
+	  else echo "building llama.cpp for the GGUF tests needs a C++ compiler: install build-essential" >&2; exit 1; fi; }
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF" \
 	  $(BIN)/python -m pip install --quiet "llama-cpp-python==0.3.36"
 	touch $(LLAMA_CPP)

@@ -90,9 +90,7 @@ def _breakdown_table(results: EvalResults, task: str) -> list[tuple[str, list[st
 
 def _heading(metric: str) -> str:
     """The metric with ↑ (higher is better) or ↓; counts and shares without a better side have neither."""
-    better = HIGHER_IS_BETTER.get(metric.removesuffix("_accuracy") if metric.endswith("_accuracy") else metric)
-    if metric.endswith("_accuracy"):
-        better = True
+    better = True if metric.endswith("_accuracy") else HIGHER_IS_BETTER.get(metric)  # story_request_accuracy
     return metric if better is None else f"{metric} {'↑' if better else '↓'}"
 
 

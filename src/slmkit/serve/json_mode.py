@@ -95,7 +95,7 @@ def _string(state: tuple, byte: int):
         if byte not in ESCAPES:
             return None
         return ("string", stack, (is_key, 4 if byte == ord("u") else None, 0))
-    if isinstance(escape, int):  # inside \uXXXX: `escape` counts the hex digits that must follow
+    if isinstance(escape, int):  # inside a \u escape: `escape` is how many hex digits are still to come
         return ("string", stack, (is_key, escape - 1 or None, 0)) if byte in HEX else None
     if byte == ord('"'):
         return ("colon", stack, 0) if is_key else _value_done(stack)
