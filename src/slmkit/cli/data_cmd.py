@@ -1,5 +1,6 @@
 """`slm data stats DIR`: tokens, documents, document lengths and top tokens of prepared shards.
-`slm data sft-synthetic --out data/sft.jsonl`: the bundled chat data for fine-tuning, with a checkable held-out split."""
+`slm data sft-synthetic --out data/sft.jsonl`: the bundled chat data for fine-tuning, with a checkable held-out split.
+`slm data preferences-synthetic --out data/prefs.jsonl`: the bundled preference pairs for DPO and reward models."""
 
 from __future__ import annotations
 
@@ -20,9 +21,19 @@ two-turn chats, made by the story generator. Held-out examples use (name, object
 train never does; their "check" says what a correct final answer must name.
 """
 
+PREFS_EXAMPLES = """examples:
+  slm data preferences-synthetic --out data/prefs.jsonl          # + data/prefs.heldout.jsonl
+  slm data preferences-synthetic --out data/prefs.jsonl --pairs 5000 --heldout 400 --seed 1
+
+Each line is {"prompt": [...], "chosen": [...], "rejected": [...], "flaw": ..., "check": {...}}: chosen is
+the synthetic instruction data's answer, which follows the request; rejected is the same answer with one
+flaw planted (wrong_name, wrong_character, missing_object, unfinished, wrong_answer), so a rule tells them
+apart. Held-out pairs use the instruction data's held-out (name, object) casts.
+"""
+
 
 def register(subparsers) -> None:
-    group = subparsers.add_parser("data", help="inspect prepared token shards; write the bundled SFT data")
+    group = subparsers.add_parser("data", help="inspect prepared token shards; write the bundled SFT and preference data")
     group.set_defaults(group_parser=group)
     verbs = group.add_subparsers(dest="data_verb", metavar="VERB")
     stats = verbs.add_parser(
@@ -48,6 +59,17 @@ def register(subparsers) -> None:
     sft.add_argument("--seed", type=int, default=0, help="random seed; the same seed writes the same files")
     sft.add_argument("--max-words", type=int, help="most words in one example, all turns together (default 150)")
     sft.set_defaults(func=run_sft_synthetic)
+    prefs = verbs.add_parser(
+        "preferences-synthetic",
+        help="write synthetic preference pairs for DPO / reward models (train + held-out split)",
+        epilog=PREFS_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    prefs.add_argument("--out", required=True, help="train file to write (.jsonl); the held-out split goes beside it")
+    prefs.add_argument("--pairs", type=int, default=2000, help="number of train pairs")
+    prefs.add_argument("--heldout", type=int, default=200, help="number of held-out pairs (0: an empty file)")
+    prefs.add_argument("--seed", type=int, default=0, help="random seed; the same seed writes the same files")
+    prefs.set_defaults(func=run_preferences_synthetic)
 
 
 def run_stats(args) -> int:
@@ -86,6 +108,19 @@ def run_sft_synthetic(args) -> int:
     for split, row in report.items():
         counts = ", ".join(f"{kind} {n}" for kind, n in row["counts"].items())
         parts.append(f"{sum(row['counts'].values())} {split.replace('heldout', 'held-out')} ({counts}) to {row['path']}")
+    print("wrote " + " and ".join(parts))
+    return 0
+
+
+def run_preferences_synthetic(args) -> int:
+    from slmkit.data.sources.preference_pairs import write_preference_files
+
+    report = write_preference_files(args.out, pairs=args.pairs, heldout=args.heldout, seed=args.seed)
+    parts = []
+    for split, row in report.items():
+        counts = ", ".join(f"{flaw} {n}" for flaw, n in row["counts"].items())
+        parts.append(f"{sum(row['counts'].values())} {split.replace('heldout', 'held-out')} pairs ({counts}) "
+                     f"to {row['path']}")
     print("wrote " + " and ".join(parts))
     return 0
 

@@ -47,13 +47,17 @@ class SFTExample:
         return sum(self.train_mask)
 
 
-def tokenize_chat(tokenizer, messages: list[dict], index: int | None = None) -> SFTExample:
+def tokenize_chat(tokenizer, messages: list[dict], index: int | str | None = None,
+                  context_turns: int = 0) -> SFTExample:
     """Render `messages` with the tokenizer's chat template and mask everything but the assistant's text.
 
-    Raises DataError naming the example (`index`) when no token is an assistant target, and
-    TokenizerError when the tokenizer has no chat template (see with_default_chat_template).
+    context_turns: the first this many assistant turns are context, not targets (a preference pair's
+    prompt may hold earlier assistant replies; only the completion is scored).
+    Raises DataError naming the example (`index`: a number, or a label such as "pair 3 chosen") when no
+    token is an assistant target, and TokenizerError when the tokenizer has no chat template (see
+    with_default_chat_template).
     """
-    where = f"example {index}" if index is not None else "the conversation"
+    where = (f"example {index}" if isinstance(index, int) else index) if index is not None else "the conversation"
     if not getattr(tokenizer, "chat_template", None):
         raise TokenizerError("assistant-only loss needs a chat template; this tokenizer has none: use "
                              "slmkit.tokenizer.chat_template.with_default_chat_template(tokenizer) (ChatML)")
@@ -61,6 +65,7 @@ def tokenize_chat(tokenizer, messages: list[dict], index: int | None = None) -> 
         # render normalized text, so the ids spell the rendered text byte for byte
         messages = [{**m, "content": unicodedata.normalize(tokenizer.normalize, m["content"])} for m in messages]
     text, spans = assistant_char_spans(tokenizer, messages, where)
+    spans = spans[context_turns:]
     ids = tokenizer.encode(text)
     ends = _token_byte_ends(tokenizer, ids)
     raw = text.encode("utf-8")

@@ -35,15 +35,7 @@ _LOCAL_HINT = ("or give a local .jsonl file with one {\"messages\": [...]}, {\"p
 
 def load_sft_examples(source: str, split: str = "train", limit: int | None = None) -> list[list[dict]]:
     """Conversations (lists of messages) from `source`, at most `limit` of them, in file order."""
-    source = str(source)
-    path = Path(source)
-    if source.startswith(HUB_PREFIX) or (not path.exists() and _looks_like_hub_id(source)):
-        name, _, config = source.removeprefix(HUB_PREFIX).partition(":")
-        records = _hub_records(name, config or None, split, limit)
-    elif path.is_file():
-        records = _file_records(path, split)
-    else:
-        raise DataError(f"SFT data not found: {source} (give a .jsonl/.json file, or hf:NAME[:CONFIG] for a hub dataset)")
+    records = read_records(source, split, limit)
     conversations = []
     for where, record in records:
         if limit is not None and len(conversations) >= limit:
@@ -52,6 +44,20 @@ def load_sft_examples(source: str, split: str = "train", limit: int | None = Non
     if not conversations:
         raise DataError(f"{source} holds no SFT records{f' in split {split!r}' if split else ''}")
     return conversations
+
+
+def read_records(source: str, split: str = "train", limit: int | None = None, what: str = "SFT data",
+                 hint: str = _LOCAL_HINT) -> Iterable[tuple[str, object]]:
+    """(where, record) for each record of a .jsonl/.json file or a hub dataset (`hf:NAME[:CONFIG]` or
+    `owner/name`); `what` and `hint` go into the errors (not found, offline, bad JSON)."""
+    source = str(source)
+    path = Path(source)
+    if source.startswith(HUB_PREFIX) or (not path.exists() and _looks_like_hub_id(source)):
+        name, _, config = source.removeprefix(HUB_PREFIX).partition(":")
+        return _hub_records(name, config or None, split, limit, hint)
+    if path.is_file():
+        return _file_records(path, split, what)
+    raise DataError(f"{what} not found: {source} (give a .jsonl/.json file, or hf:NAME[:CONFIG] for a hub dataset)")
 
 
 def record_to_messages(record, where: str) -> list[dict]:
@@ -70,7 +76,7 @@ def record_to_messages(record, where: str) -> list[dict]:
     if not isinstance(messages, list) or not messages:
         raise DataError(f"{where}: 'messages' must be a non-empty list of {{\"role\", \"content\"}} objects")
     for k, message in enumerate(messages):
-        _check_message(message, f"{where} message {k}")
+        check_message(message, f"{where} message {k}")
     if not any(m["role"] == "assistant" for m in messages):
         raise DataError(f"{where}: no assistant turn, so nothing to train on")
     return [dict(m) for m in messages]
@@ -105,7 +111,7 @@ def _sharegpt_messages(turns, where: str) -> list[dict]:
     return messages
 
 
-def _check_message(message, where: str) -> None:
+def check_message(message, where: str) -> None:
     if not isinstance(message, dict) or "role" not in message or "content" not in message:
         raise DataError(f"{where}: a message needs 'role' and 'content'")
     if message["role"] not in ROLES:
@@ -119,12 +125,12 @@ def _looks_like_hub_id(source: str) -> bool:
     return len(parts) == 2 and all(parts) and not source.endswith((".json", ".jsonl")) and not source.startswith(".")
 
 
-def _file_records(path: Path, split: str) -> Iterable[tuple[str, object]]:
+def _file_records(path: Path, split: str, what: str) -> Iterable[tuple[str, object]]:
     if path.suffix == ".jsonl":
         return _jsonl_records(path)
     if path.suffix == ".json":
         return _json_records(path, split)
-    raise DataError(f"{path}: SFT data must be .jsonl or .json (got {path.suffix or 'no extension'})")
+    raise DataError(f"{path}: {what} must be .jsonl or .json (got {path.suffix or 'no extension'})")
 
 
 def _jsonl_records(path: Path) -> Iterable[tuple[str, object]]:
@@ -153,22 +159,23 @@ def _json_records(path: Path, split: str) -> Iterable[tuple[str, object]]:
     return ((f"{path} record {k}", record) for k, record in enumerate(data))
 
 
-def _hub_records(name: str, config: str | None, split: str, limit: int | None) -> Iterable[tuple[str, object]]:
+def _hub_records(name: str, config: str | None, split: str, limit: int | None,
+                 hint: str) -> Iterable[tuple[str, object]]:
     label = f"hf:{name}{f':{config}' if config else ''} ({split})"
     try:
         from datasets import load_dataset  # optional dependency
     except ImportError:
         raise DataError(f"{label}: reading hub datasets needs the 'datasets' package (pip install 'slmkit[hf]'), "
-                        + _LOCAL_HINT) from None
+                        + hint) from None
     offline_mode = any(os.environ.get(v, "").lower() in ("1", "true", "yes")
                        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
     if not offline_mode and not hub_reachable():
         raise DataError(f"{label}: the Hugging Face hub is unreachable (offline?); download the dataset where it is "
-                        f"reachable (it is then cached), {_LOCAL_HINT}")
+                        f"reachable (it is then cached), {hint}")
     try:
         dataset = load_dataset(name, config, split=split)
     except Exception as e:  # datasets raises many types (connection, not found, missing split, cache miss)
         raise DataError(f"{label}: could not load it ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
-                        + _LOCAL_HINT) from None
+                        + hint) from None
     count = len(dataset) if limit is None else min(limit, len(dataset))
     return ((f"{label} row {k}", dataset[k]) for k in range(count))

@@ -5,8 +5,9 @@
 
 One optimizer step: draw the global batch, run `grad_accum` micro-batches of this rank's rows
 (gradient sync only on the last under DDP), normalise by the global number of targets, clip,
-check finiteness, set the scheduled lr, step. `loss_fn(model, micro_batch) -> (summed loss, extras)`
-and `weight_fn(batch) -> loss units in the batch` are the hooks other objectives replace.
+check finiteness, set the scheduled lr, step. `loss_fn(model, micro_batch) -> (summed loss, extras)`,
+`weight_fn(batch) -> loss units in the batch` and `eval_fn(model, autocast_ctx) -> {"val_loss", ...}`
+(held-out metrics in place of language-model validation) are the hooks other objectives replace.
 """
 
 from __future__ import annotations
@@ -43,9 +44,19 @@ class TrainingDiverged(SlmError):
     """Too many non-finite steps in a row; the last good weights were saved."""
 
 
+def describe_validation(results: dict) -> str:
+    """"val loss 1.2345, ppl 3.44, 1.0123 bits/byte" (or the objective's own val_* numbers) for the log."""
+    if "val_ppl" in results:
+        return (f"val loss {results['val_loss']:.4f}, ppl {results['val_ppl']:.2f}"
+                + (f", {results['val_bpb']:.4f} bits/byte" if "val_bpb" in results else ""))
+    return ", ".join(f"{k.removeprefix('val_').replace('_', ' ')} {v:.4f}" for k, v in results.items()
+                     if k.startswith("val_") and isinstance(v, float))
+
+
 class Trainer:
     def __init__(self, cfg, model, train_data, eval_data=None, tokenizer=None, tokenizer_dir=None,
-                 loss_fn=None, weight_fn=None, dist: Dist | None = None, device=None, log=print, weights=None):
+                 loss_fn=None, weight_fn=None, dist: Dist | None = None, device=None, log=print, weights=None,
+                 eval_fn=None):
         self.cfg, self.tcfg = cfg, cfg.train
         if dist is None or device is None:
             dist, device = setup_distributed(self.tcfg)
@@ -56,6 +67,7 @@ class Trainer:
         self.tokenizer, self.tokenizer_dir = tokenizer, tokenizer_dir
         self.loss_fn = loss_fn or (lambda m, b: lm_loss(m, b, self.tcfg.loss_chunk_size))
         self.weight_fn = weight_fn or count_targets
+        self.eval_fn = eval_fn
         self.weights = weights or FullWeights()  # what checkpoints and the final model hold
         configure_device(self.tcfg, device)
 
@@ -256,8 +268,10 @@ class Trainer:
     def _evaluate(self) -> dict:
         results: dict = {}
         eval_model = unwrap(self.model)
-        if self.eval_data is not None:
-            ctx = lambda: autocast(self.tcfg.precision, self.device, self.fsdp)  # noqa: E731
+        ctx = lambda: autocast(self.tcfg.precision, self.device, self.fsdp)  # noqa: E731
+        if self.eval_fn is not None:
+            results = self.eval_fn(eval_model, ctx)
+        elif self.eval_data is not None:
             results = evaluate(eval_model, self.eval_data, self.device, ctx, self.byte_lengths, self.dist)
         if results:
             self.best_val_loss = min(self.best_val_loss, results["val_loss"])
@@ -273,8 +287,7 @@ class Trainer:
             for i, text in enumerate(samples):
                 self.tracker.log_text(self.step, f"sample_{i}", text)
         if results:
-            self.log(f"\nstep {self.step}: val loss {results['val_loss']:.4f}, ppl {results['val_ppl']:.2f}"
-                     + (f", {results['val_bpb']:.4f} bits/byte" if "val_bpb" in results else ""))
+            self.log(f"\nstep {self.step}: " + describe_validation(results))
         self.last_eval = {**results, "samples": samples, "eval_step": self.step}
         return results
 

@@ -1,0 +1,39 @@
+"""Summed log-probabilities of completions under a model: what DPO, its reference and its evaluation compare.
+
+    chosen, rejected, n_chosen, n_rejected = pair_logps(model, batch)   # [pairs] each (preference_batches.py)
+
+The decoder returns final hidden states and the head runs only at scored positions, so memory grows with the
+completion tokens, not with rows x width x vocabulary (a 151k-id Qwen3 head would need gigabytes of logits).
+Chosen and rejected sides go through one forward ([2 x pairs, width], TRL's concatenated forward): one pass
+of the weights per micro-batch instead of two.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from slmkit.model.loss import IGNORE_INDEX
+from slmkit.train.distributed import unwrap
+
+
+def completion_logps(model, ids: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed log-prob of the scored labels per row [rows] float32, scored tokens per row [rows]).
+    ids, labels: [rows, width], labels already shifted (labels[:, t] is the token after ids[:, t]), -100
+    where not scored. Every row must score at least one token (preference_batches checks it)."""
+    mask = labels != IGNORE_INDEX
+    hidden = model(ids, hidden_only=True).hidden
+    logits = unwrap(model).head(hidden[mask]).float()  # [scored tokens, vocab]
+    token_logps = logits.log_softmax(-1).gather(-1, labels[mask].unsqueeze(-1)).squeeze(-1)
+    rows = mask.nonzero()[:, 0]
+    summed = torch.zeros(ids.shape[0], dtype=torch.float32, device=ids.device).index_add(0, rows, token_logps)
+    return summed, mask.sum(-1)
+
+
+def pair_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(chosen logps, rejected logps, chosen token counts, rejected token counts), [pairs] each."""
+    width = int(torch.maximum(batch["chosen_length"], batch["rejected_length"]).max())
+    ids = torch.cat([batch["chosen_input_ids"][:, :width], batch["rejected_input_ids"][:, :width]])
+    labels = torch.cat([batch["chosen_labels"][:, :width], batch["rejected_labels"][:, :width]])
+    logps, counts = completion_logps(model, ids, labels)
+    pairs = batch["chosen_input_ids"].shape[0]
+    return logps[:pairs], logps[pairs:], counts[:pairs], counts[pairs:]

@@ -1,0 +1,63 @@
+"""`AlignConfig`: one YAML recipe for DPO (and its loss variants), full, LoRA or QLoRA.
+
+    cfg = read_align_config("configs/dpo-lora.yaml", ["policy=runs/demo-sft", "dpo.beta=0.2"])
+
+Sections: `policy` (the model to align: any model directory `slm` loads, or a LoRA adapter directory such as an
+`slm finetune` run, whose adapter then trains on), `method` (full | lora | qlora), `lora:` (a fresh adapter's
+LoraConfig), `dpo:` (DPOSettings: beta, loss_type, label_smoothing, reference), `data:` (PreferenceDataConfig)
+and `train:` (the Trainer's own TrainConfig: batch in pairs, schedule, precision, checkpoints, resume).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+from slmkit.align.dpo_objective import DPOSettings
+from slmkit.config import apply_overrides, from_dict, read_yaml
+from slmkit.errors import ConfigError
+from slmkit.finetune.config import METHODS
+from slmkit.finetune.lora import LoraConfig
+from slmkit.train.config import TrainConfig
+
+SECTIONS = ("policy", "method", "lora", "dpo", "data", "train")
+
+
+@dataclass
+class PreferenceDataConfig:
+    train: str = "data/prefs.jsonl"  # .jsonl/.json of {prompt, chosen, rejected} records, or hf:NAME[:CONFIG]
+    eval: str | None = None  # held-out pairs; None -> the last eval_fraction of train
+    eval_fraction: float = 0.05
+    limit: int | None = None  # use the first N training pairs
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.eval_fraction < 1.0:
+            raise ValueError(f"data.eval_fraction must be in [0, 1), got {self.eval_fraction}")
+
+
+@dataclass
+class AlignConfig:
+    policy: str = ""
+    method: Literal["full", "lora", "qlora"] = "lora"
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    dpo: DPOSettings = field(default_factory=DPOSettings)
+    data: PreferenceDataConfig = field(default_factory=PreferenceDataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def align_config_from_dict(data: dict) -> AlignConfig:
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"unknown config section '{unknown[0]}' (sections: {', '.join(SECTIONS)})")
+    cfg = from_dict(AlignConfig, data)
+    if not cfg.policy:
+        raise ConfigError("no policy model: add policy=PATH (a run, an SFT adapter run, or a Hugging Face model directory)")
+    if cfg.method not in METHODS:
+        raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {cfg.method!r}")
+    return cfg
+
+
+def read_align_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> AlignConfig:
+    data = read_yaml(path) if path else {}
+    return align_config_from_dict(apply_overrides(data, list(overrides)))
