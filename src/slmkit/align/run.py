@@ -64,16 +64,31 @@ def prepare_policy(cfg: AlignConfig):
     fingerprint, base_vocab = base_fingerprint(model), model.config.vocab_size
     tokenizer, _ = chat_tokenizer(policy, info)
     resize_vocabulary(model, tokenizer.vocab_size)
-    frozen = _frozen_copy(model) if cfg.method == "full" and cfg.dpo.reference in ("auto", "copy") else None
+    resized = model.config.vocab_size > base_vocab
+    mode = _reference_mode(cfg, trains_whole_modules=cfg.method == "full" or resized or bool(cfg.lora.train_modules))
+    frozen = _frozen_copy(model) if mode == "copy" else None
     torch.manual_seed(cfg.train.seed)  # the adapters' initial values
-    modules = make_trainable(model, cfg, resized=model.config.vocab_size > base_vocab)
+    modules = make_trainable(model, cfg, resized=resized)
     weights = None
     if cfg.method != "full":
         meta = adapter_meta(cfg.lora, modules, str(policy), fingerprint, base_vocab, model.config.vocab_size,
                             "nf4" if cfg.method == "qlora" else None)
         weights = AdapterWeights(meta, trainable_names(model))
-    mode = cfg.dpo.reference if cfg.dpo.reference != "auto" else ("copy" if cfg.method == "full" else "adapters_off")
     return model, tokenizer, weights, frozen, mode
+
+
+def _reference_mode(cfg: AlignConfig, trains_whole_modules: bool) -> str:
+    """adapters_off is the starting policy only when nothing but adapters trains: an embedding trained in full
+    (new chat tokens, lora.train_modules) would leak into it. Then a frozen copy, or for QLoRA (memory first)
+    precomputed log-probs."""
+    mode = cfg.dpo.reference
+    if mode == "auto":
+        return "adapters_off" if not trains_whole_modules else ("precomputed" if cfg.method == "qlora" else "copy")
+    if mode == "adapters_off" and trains_whole_modules:
+        raise ConfigError("dpo.reference=adapters_off would not be the starting policy: whole modules train beside "
+                          "the adapters (the embedding, for new chat tokens, or lora.train_modules); use "
+                          "dpo.reference=copy or precomputed (or auto)")
+    return mode
 
 
 def _adapter_policy(cfg: AlignConfig, policy: Path):

@@ -65,11 +65,11 @@ def flawed_story(rng: random.Random, story: str, check: dict, flaw: str) -> str:
     if flaw == "missing_object":
         return _replace_words(story, thing, _other(rng, [o for o, _ in W.OBJECTS], [thing, kind]))
     if flaw == "unfinished":
-        words = story.split()
+        words = list(re.finditer(r"\S+", story))
         cut = rng.randint(len(words) * 2 // 5, len(words) * 3 // 5)
-        while cut > 1 and _ENDS_SENTENCE.search(words[cut - 1]):  # stop mid-sentence, never after a full stop
+        while cut > 1 and _ENDS_SENTENCE.search(words[cut - 1].group()):  # stop mid-sentence, never after a full stop
             cut -= 1
-        return " ".join(words[:cut])
+        return story[:words[cut - 1].end()]
     raise DataError(f"unknown flaw {flaw!r}; choose from {', '.join(FLAWS)}")
 
 
