@@ -82,7 +82,8 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 
 def plot_curves(run_dir: Path) -> Path | None:
-    """loss (train and validation) and learning rate against step, as RUN/curves.png; None without matplotlib."""
+    """loss (train and validation) and learning rate against step, and for DPO runs the rewards and margins,
+    as RUN/curves.png; None without matplotlib."""
     try:
         import matplotlib
 
@@ -97,7 +98,9 @@ def plot_curves(run_dir: Path) -> Path | None:
     if not train:
         return None
     steps = sorted(train)
-    fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(11, 4))
+    preference = "rewards/margins" in train[steps[-1]]
+    fig, axes = plt.subplots(1, 3 if preference else 2, figsize=(16.5 if preference else 11, 4))
+    ax_loss, ax_lr = axes[0], axes[1]
     ax_loss.plot(steps, [train[s]["loss"] for s in steps], label="train", linewidth=1)
     if val:
         vs = sorted(val)
@@ -112,11 +115,28 @@ def plot_curves(run_dir: Path) -> Path | None:
     ax_lr.set_ylabel("learning rate")
     ax_lr.set_title("learning rate")
     ax_lr.grid(alpha=0.3)
+    if preference:
+        _plot_rewards(axes[2], train, val)
     fig.tight_layout()
     path = Path(run_dir) / "curves.png"
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _plot_rewards(ax, train: dict, val: dict) -> None:
+    """DPO's panel: the implicit rewards of chosen and rejected completions and their margin; held-out margin."""
+    steps = sorted(train)
+    for key, style in (("rewards/chosen", "-"), ("rewards/rejected", "-"), ("rewards/margins", "-")):
+        ax.plot(steps, [train[s].get(key, 0.0) for s in steps], style, label=key.removeprefix("rewards/"), linewidth=1)
+    held = sorted(s for s in val if "val_margin" in val[s])
+    if held:
+        ax.plot(held, [val[s]["val_margin"] for s in held], "o-", label="held-out margin")
+    ax.set_xlabel("step")
+    ax.set_ylabel("beta x log-ratio")
+    ax.set_title("rewards")
+    ax.legend()
+    ax.grid(alpha=0.3)
 
 
 def run_info(device: torch.device, world_size: int, extra: dict | None = None) -> dict:
