@@ -1,5 +1,6 @@
-"""`slm data preferences-synthetic` and `slm align` through the CLI's main(): files written with the printed counts,
-a DPO run that ends as an adapter `slm generate` loads, and bad input as one line with a non-zero exit."""
+"""`slm data preferences-synthetic`, `slm align` and `slm reward` through the CLI's main(): files written with the
+printed counts, a DPO run that ends as an adapter `slm generate` loads, a reward model that loads, and bad input as
+one line with a non-zero exit."""
 
 import json
 import re
@@ -36,11 +37,29 @@ def test_align_then_generate(tmp_path, capsys):
     assert main(["generate", str(run), "--prompt", "Once", "--max-new-tokens", "3", "--temperature", "0"]) == 0
 
 
+def test_reward_then_load(tmp_path, capsys):
+    from slmkit.model.reward_model import load_reward_model
+
+    _base(tmp_path)
+    assert main(["data", "preferences-synthetic", "--out", str(tmp_path / "prefs.jsonl"), "--pairs", "8",
+                 "--heldout", "2"]) == 0
+    run = tmp_path / "rm"
+    code = main(["reward", "configs/reward.yaml", f"base={tmp_path / 'base'}", f"data.train={tmp_path / 'prefs.jsonl'}",
+                 f"data.eval={tmp_path / 'prefs.heldout.jsonl'}", f"train.out_dir={run}", "train.max_steps=2",
+                 "train.max_minutes=null", "train.time_schedule=false", "train.warmup_steps=0", "train.batch_size=2",
+                 "train.seq_len=512", "train.eval_every=0", "train.plots=false", "train.tensorboard=false",
+                 "train.precision=fp32", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0 and "held-out pairs: accuracy" in out and "finished at step 2" in out
+    assert load_reward_model(run).score.weight.abs().sum() > 0
+
+
 @pytest.mark.parametrize("args, message", [
     (["align", "configs/dpo-lora.yaml", "policy=/nonexistent/model"], "/nonexistent/model"),
     (["align", "configs/dpo-lora.yaml", "policy=x", "dpo.loss_type=kto"], "dpo.loss_type must be one of"),
     (["align", "configs/dpo-lora.yaml", "policy=x", "reward.model=y"], "unknown config section 'reward'"),
     (["data", "preferences-synthetic", "--out", "prefs.txt"], "must end in .jsonl"),
+    (["reward", "configs/reward.yaml", "base=x", "lora.r=4"], "unknown config section 'lora'"),
 ])
 def test_bad_input_is_one_line_and_nonzero(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path) if args[0] == "data" else None

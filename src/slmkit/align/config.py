@@ -1,11 +1,14 @@
-"""`AlignConfig`: one YAML recipe for DPO (and its loss variants), full, LoRA or QLoRA.
+"""`AlignConfig` (DPO and its loss variants: full, LoRA or QLoRA) and `RewardConfig` (a Bradley-Terry reward model).
 
     cfg = read_align_config("configs/dpo-lora.yaml", ["policy=runs/demo-sft", "dpo.beta=0.2"])
+    cfg = read_reward_config("configs/reward.yaml", ["base=runs/demo-sft"])
 
 Sections: `policy` (the model to align: any model directory `slm` loads, or a LoRA adapter directory such as an
 `slm finetune` run, whose adapter then trains on), `method` (full | lora | qlora), `lora:` (a fresh adapter's
 LoraConfig), `dpo:` (DPOSettings: beta, loss_type, label_smoothing, reference), `data:` (PreferenceDataConfig)
 and `train:` (the Trainer's own TrainConfig: batch in pairs, schedule, precision, checkpoints, resume).
+A reward recipe has `base` (a model directory, or an adapter directory merged into its base), `reward:`
+(RewardSettings), `data:` and `train:`; every weight trains, with the new scalar head.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from slmkit.align.dpo_objective import DPOSettings
+from slmkit.align.reward_objective import RewardSettings
 from slmkit.config import apply_overrides, from_dict, read_yaml
 from slmkit.errors import ConfigError
 from slmkit.finetune.config import METHODS
@@ -22,6 +26,7 @@ from slmkit.finetune.lora import LoraConfig
 from slmkit.train.config import TrainConfig
 
 SECTIONS = ("policy", "method", "lora", "dpo", "data", "train")
+REWARD_SECTIONS = ("base", "reward", "data", "train")
 
 
 @dataclass
@@ -61,3 +66,22 @@ def align_config_from_dict(data: dict) -> AlignConfig:
 def read_align_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> AlignConfig:
     data = read_yaml(path) if path else {}
     return align_config_from_dict(apply_overrides(data, list(overrides)))
+
+
+@dataclass
+class RewardConfig:
+    base: str = ""
+    reward: RewardSettings = field(default_factory=RewardSettings)
+    data: PreferenceDataConfig = field(default_factory=PreferenceDataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def read_reward_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> RewardConfig:
+    data = apply_overrides(read_yaml(path) if path else {}, list(overrides))
+    unknown = sorted(set(data) - set(REWARD_SECTIONS))
+    if unknown:
+        raise ConfigError(f"unknown config section '{unknown[0]}' (sections: {', '.join(REWARD_SECTIONS)})")
+    cfg = from_dict(RewardConfig, data)
+    if not cfg.base:
+        raise ConfigError("no base model: add base=PATH (an SFT run, its adapter, or a Hugging Face model directory)")
+    return cfg

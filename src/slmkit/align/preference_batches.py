@@ -14,7 +14,8 @@ A batch is a dict with the pairs first: chosen_input_ids / chosen_labels / rejec
 rejected_labels int64 [pairs, width] (right-padded to the longest side in the batch: padding after the real
 tokens leaves causal attention exact), chosen_length / rejected_length [pairs], pair_index [pairs], and,
 once reference log-probs are attached (precomputed once), ref_chosen_logps / ref_rejected_logps float32
-[pairs]. Training order: each epoch shuffles the pairs with a generator seeded by (seed, epoch); the state is
+[pairs]. A reward model's batches come from another `collate` (reward_batches.py) over the same examples.
+Training order: each epoch shuffles the pairs with a generator seeded by (seed, epoch); the state is
 (epoch, position), so a resumed run draws the same batches.
 """
 
@@ -44,6 +45,9 @@ class PairExample:
     rejected_inputs: np.ndarray
     rejected_labels: np.ndarray
     truncated: bool = False
+    chosen_final: int = 0  # the last token of each side's (truncated) sequence: what a reward model reads
+    rejected_final: int = 0
+    margin: float = 0.0  # the record's preference strength, for a reward model's margin loss
 
 
 def tokenize_pair(tokenizer, pair: PreferencePair, seq_len: int, index: int) -> PairExample:
@@ -60,8 +64,8 @@ def tokenize_pair(tokenizer, pair: PreferencePair, seq_len: int, index: int) -> 
             raise DataError(f"{where} has an empty completion mask: its prompt fills all {seq_len} positions, so "
                             "no reply token is scored (DPO's loss would stay at ln 2); raise train.seq_len or "
                             "shorten the prompt")
-        parts[f"{side}_inputs"], parts[f"{side}_labels"] = ids[:-1], labels
-    return PairExample(**parts, truncated=truncated)
+        parts[f"{side}_inputs"], parts[f"{side}_labels"], parts[f"{side}_final"] = ids[:-1], labels, int(ids[-1])
+    return PairExample(**parts, truncated=truncated, margin=pair.margin)
 
 
 def tokenize_pairs(tokenizer, pairs: list[PreferencePair], seq_len: int) -> list[PairExample]:
@@ -93,12 +97,14 @@ def collate_pairs(examples: list[PairExample], indices: list[int], pad_id: int,
 class PreferenceBatches:
     """Endless global batches of `pairs_per_step` pairs, reshuffled each epoch (module docstring)."""
 
-    def __init__(self, examples: list[PairExample], pairs_per_step: int, seed: int = 0, pad_id: int = 0):
+    def __init__(self, examples: list[PairExample], pairs_per_step: int, seed: int = 0, pad_id: int = 0,
+                 collate=collate_pairs):
         if not examples:
             raise DataError("no preference pairs to train on")
         if pairs_per_step < 1:
             raise DataError(f"pairs_per_step must be positive, got {pairs_per_step}")
         self.examples, self.pairs_per_step, self.seed, self.pad_id = examples, pairs_per_step, seed, pad_id
+        self.collate = collate
         self.fingerprint = pairs_fingerprint(examples)
         self.reference: tuple[np.ndarray, np.ndarray] | None = None  # precomputed reference log-probs per pair
         self.epoch, self.position = 0, 0
@@ -113,7 +119,7 @@ class PreferenceBatches:
             take = order[self.position:self.position + self.pairs_per_step - len(indices)]
             indices.extend(take)
             self.position += len(take)
-        return collate_pairs(self.examples, indices, self.pad_id, self.reference)
+        return self.collate(self.examples, indices, self.pad_id, self.reference)
 
     def _order(self) -> list[int]:
         return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.examples)).tolist()
@@ -132,11 +138,11 @@ class PreferenceEvalBatches:
     """Every pair once, in order, `batch_size` pairs per batch; under torchrun rank r takes pairs r, r + w, ..."""
 
     def __init__(self, examples: list[PairExample], batch_size: int, pad_id: int = 0,
-                 rank: int | None = None, world_size: int | None = None):
+                 rank: int | None = None, world_size: int | None = None, collate=collate_pairs):
         default_rank, default_world = distributed_rank()
         rank = default_rank if rank is None else rank
         world_size = default_world if world_size is None else world_size
-        self.examples, self.batch_size, self.pad_id = examples, batch_size, pad_id
+        self.examples, self.batch_size, self.pad_id, self.collate = examples, batch_size, pad_id, collate
         self.mine = list(range(rank, len(examples), world_size))
         self.reference: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -145,7 +151,7 @@ class PreferenceEvalBatches:
 
     def __iter__(self):
         for start in range(0, len(self.mine), self.batch_size):
-            yield collate_pairs(self.examples, self.mine[start:start + self.batch_size], self.pad_id, self.reference)
+            yield self.collate(self.examples, self.mine[start:start + self.batch_size], self.pad_id, self.reference)
 
 
 def every_pair(examples: list[PairExample], batch_size: int, pad_id: int = 0):
@@ -159,4 +165,6 @@ def pairs_fingerprint(examples: list[PairExample]) -> str:
         for array in (e.chosen_inputs, e.chosen_labels, e.rejected_inputs, e.rejected_labels):
             h.update(np.int64(len(array)).tobytes())
             h.update(array.tobytes())
+        h.update(np.array([e.chosen_final, e.rejected_final], dtype=np.int64).tobytes())
+        h.update(np.float64(e.margin).tobytes())
     return h.hexdigest()[:16]

@@ -10,7 +10,8 @@ A record is a JSON object in one of TRL's preference formats:
 - conversational, implicit prompt: only `chosen` and `rejected`, two whole conversations; their longest common
   first messages are the prompt (Anthropic HH in message form).
 A completion must hold an assistant message: what DPO scores is what the assistant writes (the chat template's
-assistant spans, as for SFT). Other keys (`flaw`, `check`, an id) are ignored. Errors name the file and line.
+assistant spans, as for SFT). An optional numeric `margin` (TRL's reward-modelling column) says how strongly
+chosen is preferred. Other keys (`flaw`, `check`, an id) are ignored. Errors name the file and line.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class PreferencePair:
     prompt: list[dict]
     chosen: list[dict]
     rejected: list[dict]
+    margin: float = 0.0  # how strongly chosen is preferred (a record's optional `margin`; reward models use it)
 
 
 def load_preference_pairs(source: str, split: str = "train", limit: int | None = None) -> list[PreferencePair]:
@@ -67,6 +69,10 @@ def record_to_pair(record, where: str) -> PreferencePair:
         raise DataError(f"{where}: without a 'prompt', 'chosen' and 'rejected' must be whole conversations "
                         "(lists of messages); plain strings need a 'prompt' beside them")
     _check_pair(pair, where)
+    margin = record.get("margin", 0.0)
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)):
+        raise DataError(f"{where}: 'margin' must be a number, got {margin!r}")
+    pair.margin = float(margin)
     return pair
 
 

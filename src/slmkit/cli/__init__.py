@@ -23,6 +23,7 @@ VERB_MODULES = [
     "slmkit.cli.train_cmd",
     "slmkit.cli.finetune_cmd",
     "slmkit.cli.align_cmd",
+    "slmkit.cli.reward_cmd",
     "slmkit.cli.model_cmd",
     "slmkit.cli.export_cmd",
     "slmkit.cli.generate_cmd",
