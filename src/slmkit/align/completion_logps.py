@@ -16,17 +16,21 @@ from slmkit.model.loss import IGNORE_INDEX
 from slmkit.train.distributed import unwrap
 
 
-def completion_logps(model, ids: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(summed log-prob of the scored labels per row [rows] float32, scored tokens per row [rows]).
-    ids, labels: [rows, width], labels already shifted (labels[:, t] is the token after ids[:, t]), -100
-    where not scored. Every row must score at least one token (preference_batches checks it)."""
+def token_logps(model, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Log-prob of each scored label [rows, width] float32 (0 where labels are -100). ids, labels: [rows, width],
+    labels already shifted (labels[:, t] is the token after ids[:, t])."""
     mask = labels != IGNORE_INDEX
     hidden = model(ids, hidden_only=True).hidden
     logits = unwrap(model).head(hidden[mask]).float()  # [scored tokens, vocab]
-    token_logps = logits.log_softmax(-1).gather(-1, labels[mask].unsqueeze(-1)).squeeze(-1)
-    rows = mask.nonzero()[:, 0]
-    summed = torch.zeros(ids.shape[0], dtype=torch.float32, device=ids.device).index_add(0, rows, token_logps)
-    return summed, mask.sum(-1)
+    scored = logits.log_softmax(-1).gather(-1, labels[mask].unsqueeze(-1)).squeeze(-1)
+    out = torch.zeros(ids.shape, dtype=torch.float32, device=ids.device)
+    return out.masked_scatter(mask, scored)
+
+
+def completion_logps(model, ids: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed log-prob of the scored labels per row [rows] float32, scored tokens per row [rows]).
+    Every row must score at least one token (preference_batches checks it)."""
+    return token_logps(model, ids, labels).sum(-1), (labels != IGNORE_INDEX).sum(-1)
 
 
 def pair_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

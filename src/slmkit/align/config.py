@@ -2,6 +2,7 @@
 
     cfg = read_align_config("configs/dpo-lora.yaml", ["policy=runs/demo-sft", "dpo.beta=0.2"])
     cfg = read_reward_config("configs/reward.yaml", ["base=runs/demo-sft"])
+    cfg = read_rl_config("configs/grpo.yaml", ["policy=runs/demo-sft", "reward=rules:story"])
 
 Sections: `policy` (the model to align: any model directory `slm` loads, or a LoRA adapter directory such as an
 `slm finetune` run, whose adapter then trains on), `method` (full | lora | qlora), `lora:` (a fresh adapter's
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from slmkit.align.dpo_objective import DPOSettings
+from slmkit.align.grpo_objective import GRPOSettings
 from slmkit.align.reward_objective import RewardSettings
 from slmkit.config import apply_overrides, from_dict, read_yaml
 from slmkit.errors import ConfigError
@@ -27,6 +29,7 @@ from slmkit.train.config import TrainConfig
 
 SECTIONS = ("policy", "method", "lora", "dpo", "data", "train")
 REWARD_SECTIONS = ("base", "reward", "data", "train")
+RL_SECTIONS = ("policy", "reward", "method", "lora", "grpo", "data", "train")
 
 
 @dataclass
@@ -84,4 +87,34 @@ def read_reward_config(path: str | os.PathLike | None, overrides: list[str] = ()
     cfg = from_dict(RewardConfig, data)
     if not cfg.base:
         raise ConfigError("no base model: add base=PATH (an SFT run, its adapter, or a Hugging Face model directory)")
+    return cfg
+
+
+@dataclass
+class PromptDataConfig:
+    train: str = "data/sft.jsonl"  # .jsonl/.json of {prompt} or {messages} records (with a `check` for rules:story)
+    eval: str | None = None  # held-out prompts (mean greedy reward at each evaluation); None: no evaluation
+    limit: int | None = None
+    eval_limit: int | None = 64  # held-out prompts scored per evaluation
+
+
+@dataclass
+class RLConfig:
+    policy: str = ""
+    reward: str = "rules:story"  # rules:NAME[+NAME...] | python:MODULE:FUNCTION | a reward model directory
+    method: Literal["full", "lora", "qlora"] = "lora"
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    grpo: GRPOSettings = field(default_factory=GRPOSettings)
+    data: PromptDataConfig = field(default_factory=PromptDataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def read_rl_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> RLConfig:
+    data = apply_overrides(read_yaml(path) if path else {}, list(overrides))
+    unknown = sorted(set(data) - set(RL_SECTIONS))
+    if unknown:
+        raise ConfigError(f"unknown config section '{unknown[0]}' (sections: {', '.join(RL_SECTIONS)})")
+    cfg = from_dict(RLConfig, data)
+    if not cfg.policy:
+        raise ConfigError("no policy model: add policy=PATH (an SFT run, its adapter, or a Hugging Face model directory)")
     return cfg

@@ -17,7 +17,7 @@ import contextlib
 import numpy as np
 import torch
 
-from slmkit.align.completion_logps import pair_logps
+from slmkit.align.completion_logps import pair_logps, token_logps
 from slmkit.align.preference_batches import every_pair
 from slmkit.errors import ConfigError
 from slmkit.finetune.lora import lora_disabled, lora_layers
@@ -47,6 +47,16 @@ class Reference:
         with _eval_mode(model), (lora_disabled(model) if self.mode == "adapters_off" else contextlib.nullcontext()):
             chosen, rejected, _, _ = pair_logps(model, batch)
         return chosen, rejected
+
+    @torch.no_grad()
+    def token_logps(self, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Per-token log-probs [rows, width] of `labels` under the reference (RL's KL term)."""
+        if self.mode == "precomputed":
+            raise ConfigError("RL samples new completions at every step: its reference cannot be precomputed; "
+                              "use reference=adapters_off or copy")
+        model = self.frozen if self.mode == "copy" else self.policy
+        with _eval_mode(model), (lora_disabled(model) if self.mode == "adapters_off" else contextlib.nullcontext()):
+            return token_logps(model, ids, labels)
 
 
 @contextlib.contextmanager

@@ -55,17 +55,21 @@ def split_pairs(cfg: AlignConfig, tokenizer):
     return tokenize_pairs(tokenizer, train, seq_len), tokenize_pairs(tokenizer, held, seq_len)
 
 
-def prepare_policy(cfg: AlignConfig):
-    """(model in float32 with its trainable set, tokenizer, Trainer weights object, frozen copy or None, mode)."""
+def prepare_policy(cfg, reference: str, allow_precomputed: bool = True):
+    """(model in float32 with its trainable set, tokenizer, Trainer weights object, frozen copy or None, reference
+    mode) for an AlignConfig or RLConfig (`policy`, `method`, `lora`, `train.seed`); `reference` is the asked-for
+    mode (auto | adapters_off | copy | precomputed | none); RL, whose completions are new at every step, passes
+    allow_precomputed=False."""
     policy = Path(cfg.policy)
     if is_adapter_dir(policy):
-        return _adapter_policy(cfg, policy)
+        return _adapter_policy(cfg, policy, reference)
     model, info = load_model(policy, device="cpu", dtype=torch.float32)
     fingerprint, base_vocab = base_fingerprint(model), model.config.vocab_size
     tokenizer, _ = chat_tokenizer(policy, info)
     resize_vocabulary(model, tokenizer.vocab_size)
     resized = model.config.vocab_size > base_vocab
-    mode = _reference_mode(cfg, trains_whole_modules=cfg.method == "full" or resized or bool(cfg.lora.train_modules))
+    mode = _reference_mode(cfg.method if allow_precomputed else "lora", reference,
+                           trains_whole_modules=cfg.method == "full" or resized or bool(cfg.lora.train_modules))
     frozen = _frozen_copy(model) if mode == "copy" else None
     torch.manual_seed(cfg.train.seed)  # the adapters' initial values
     modules = make_trainable(model, cfg, resized=resized)
@@ -77,21 +81,20 @@ def prepare_policy(cfg: AlignConfig):
     return model, tokenizer, weights, frozen, mode
 
 
-def _reference_mode(cfg: AlignConfig, trains_whole_modules: bool) -> str:
+def _reference_mode(method: str, mode: str, trains_whole_modules: bool) -> str:
     """adapters_off is the starting policy only when nothing but adapters trains: an embedding trained in full
     (new chat tokens, lora.train_modules) would leak into it. Then a frozen copy, or for QLoRA (memory first)
     precomputed log-probs."""
-    mode = cfg.dpo.reference
     if mode == "auto":
-        return "adapters_off" if not trains_whole_modules else ("precomputed" if cfg.method == "qlora" else "copy")
+        return "adapters_off" if not trains_whole_modules else ("precomputed" if method == "qlora" else "copy")
     if mode == "adapters_off" and trains_whole_modules:
-        raise ConfigError("dpo.reference=adapters_off would not be the starting policy: whole modules train beside "
+        raise ConfigError("reference=adapters_off would not be the starting policy: whole modules train beside "
                           "the adapters (the embedding, for new chat tokens, or lora.train_modules); use "
-                          "dpo.reference=copy or precomputed (or auto)")
+                          "reference=copy or precomputed (or auto)")
     return mode
 
 
-def _adapter_policy(cfg: AlignConfig, policy: Path):
+def _adapter_policy(cfg, policy: Path, reference: str):
     """An SFT adapter as the policy: train it on (lora/qlora) or merge it and train everything (full)."""
     model, tokenizer, meta = load_adapted_model(policy, device="cpu", dtype=torch.float32, merge=cfg.method == "full")
     model.train()
@@ -100,10 +103,10 @@ def _adapter_policy(cfg: AlignConfig, policy: Path):
     tokenizer, _ = with_default_chat_template(tokenizer)
     if tokenizer.vocab_size > model.config.vocab_size:
         raise ConfigError(f"{policy}: its tokenizer has {tokenizer.vocab_size} ids but the model {model.config.vocab_size}")
-    if cfg.dpo.reference == "adapters_off":
+    if reference == "adapters_off":
         raise ConfigError(f"{policy} is an adapter: switching it off would give its base, not the policy, as the "
-                          "reference; use dpo.reference=copy (the default) or precomputed")
-    frozen = _frozen_copy(model) if cfg.dpo.reference in ("auto", "copy") else None
+                          "reference; use reference=copy (the default) or precomputed")
+    frozen = _frozen_copy(model) if reference in ("auto", "copy") else None
     weights = None
     if cfg.method == "full":
         model.requires_grad_(True)
@@ -112,7 +115,7 @@ def _adapter_policy(cfg: AlignConfig, policy: Path):
         for name, p in model.named_parameters():
             p.requires_grad_(name in names)
         weights = AdapterWeights(read_adapter_meta(policy), names)
-    mode = "copy" if cfg.dpo.reference == "auto" else cfg.dpo.reference
+    mode = "copy" if reference == "auto" else reference
     return model, tokenizer, weights, frozen, mode
 
 
@@ -129,7 +132,7 @@ def align(cfg: AlignConfig, log=print) -> dict:
     try:
         if dist.enabled and t.parallel == "fsdp":
             raise ConfigError("train.parallel=fsdp is not supported for DPO yet: use train.parallel=ddp")
-        model, tokenizer, weights, frozen, mode = prepare_policy(cfg)
+        model, tokenizer, weights, frozen, mode = prepare_policy(cfg, cfg.dpo.reference)
         if t.seq_len > model.config.max_seq_len:
             raise ConfigError(f"train.seq_len ({t.seq_len}) is longer than the policy's context "
                               f"({model.config.max_seq_len})")

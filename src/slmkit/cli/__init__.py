@@ -24,6 +24,7 @@ VERB_MODULES = [
     "slmkit.cli.finetune_cmd",
     "slmkit.cli.align_cmd",
     "slmkit.cli.reward_cmd",
+    "slmkit.cli.rl_cmd",
     "slmkit.cli.model_cmd",
     "slmkit.cli.export_cmd",
     "slmkit.cli.generate_cmd",

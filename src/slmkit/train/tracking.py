@@ -94,16 +94,17 @@ def plot_curves(run_dir: Path) -> Path | None:
     records = read_metrics(run_dir)
     # a resumed run appends: the last record for each step wins
     train = {r["step"]: r for r in records if r.get("kind") == "train" and "loss" in r}
-    val = {r["step"]: r for r in records if r.get("kind") == "eval" and "val_loss" in r}
+    val = {r["step"]: r for r in records if r.get("kind") == "eval" and any(k.startswith("val_") for k in r)}
     if not train:
         return None
     steps = sorted(train)
-    preference = "rewards/margins" in train[steps[-1]]
+    last = train[steps[-1]]
+    preference = "rewards/margins" in last or "reward" in last  # DPO and reward models, or RL
     fig, axes = plt.subplots(1, 3 if preference else 2, figsize=(16.5 if preference else 11, 4))
     ax_loss, ax_lr = axes[0], axes[1]
     ax_loss.plot(steps, [train[s]["loss"] for s in steps], label="train", linewidth=1)
-    if val:
-        vs = sorted(val)
+    vs = sorted(s for s in val if "val_loss" in val[s])
+    if vs:
         ax_loss.plot(vs, [val[s]["val_loss"] for s in vs], "o-", label="validation")
     ax_loss.set_xlabel("step")
     ax_loss.set_ylabel("loss (nats/token)")
@@ -125,16 +126,21 @@ def plot_curves(run_dir: Path) -> Path | None:
 
 
 def _plot_rewards(ax, train: dict, val: dict) -> None:
-    """DPO's panel: the implicit rewards of chosen and rejected completions and their margin; held-out margin."""
+    """The third panel: DPO's and reward models' rewards of chosen and rejected and their margin (held-out
+    margin beside), or RL's mean reward and KL to the reference (held-out reward beside)."""
     steps = sorted(train)
-    for key, style in (("rewards/chosen", "-"), ("rewards/rejected", "-"), ("rewards/margins", "-")):
-        ax.plot(steps, [train[s].get(key, 0.0) for s in steps], style, label=key.removeprefix("rewards/"), linewidth=1)
-    held = sorted(s for s in val if "val_margin" in val[s])
+    rl = "reward" in train[steps[-1]]
+    keys = ("reward", "kl") if rl else ("rewards/chosen", "rewards/rejected", "rewards/margins")
+    for key in keys:
+        if any(key in train[s] for s in steps):
+            ax.plot(steps, [train[s].get(key, 0.0) for s in steps], label=key.removeprefix("rewards/"), linewidth=1)
+    held_key = "val_reward" if rl else "val_margin"
+    held = sorted(s for s in val if held_key in val[s])
     if held:
-        ax.plot(held, [val[s]["val_margin"] for s in held], "o-", label="held-out margin")
+        ax.plot(held, [val[s][held_key] for s in held], "o-", label=f"held-out {held_key.removeprefix('val_')}")
     ax.set_xlabel("step")
-    ax.set_ylabel("beta x log-ratio")
-    ax.set_title("rewards")
+    ax.set_ylabel("reward" if rl else "beta x log-ratio")
+    ax.set_title("reward and KL" if rl else "rewards")
     ax.legend()
     ax.grid(alpha=0.3)
 

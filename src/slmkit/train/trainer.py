@@ -273,7 +273,7 @@ class Trainer:
             results = self.eval_fn(eval_model, ctx)
         elif self.eval_data is not None:
             results = evaluate(eval_model, self.eval_data, self.device, ctx, self.byte_lengths, self.dist)
-        if results:
+        if "val_loss" in results:  # an RL objective reports rewards instead
             self.best_val_loss = min(self.best_val_loss, results["val_loss"])
             results["best_val_loss"] = self.best_val_loss
         samples = []
