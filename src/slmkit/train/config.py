@@ -61,7 +61,8 @@ class TrainConfig:
     decay_fraction: float = 0.2  # wsd: share of max_steps spent decaying at the end
 
     # --- precision and memory ---
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16: autocast over fp32 master weights
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16: autocast over fp32 master weights;
+    # auto: bf16 where the device computes it natively (CUDA with bf16, CPUs with AMX / AVX512-BF16), else fp32
     gradient_checkpointing: bool = False
     loss_chunk_size: int | None = None  # compute the loss this many positions at a time (big vocabularies)
     compile: bool = False  # torch.compile the model (slow to start: ~35 s per graph on a small CPU)

@@ -23,6 +23,7 @@ import torch.distributed as torch_dist
 from torch import nn
 
 from slmkit.errors import ConfigError
+from slmkit.train.precision import resolve_precision
 
 
 @dataclass
@@ -85,11 +86,13 @@ def launched_rank() -> int:
 
 
 def setup_distributed(train_cfg) -> tuple[Dist, torch.device]:
-    """Join torchrun's process group when WORLD_SIZE > 1; pick this process's device."""
+    """Join torchrun's process group when WORLD_SIZE > 1; pick this process's device (and resolve
+    train.precision=auto for it)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = launched_rank()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = pick_device(train_cfg.device, local_rank)
+    train_cfg.precision = resolve_precision(train_cfg.precision, device)  # `auto` -> what this device runs fast
     dist = Dist(rank, local_rank, world)
     if world > 1:
         backend = train_cfg.backend
