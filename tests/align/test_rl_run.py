@@ -1,5 +1,6 @@
-"""`rl` (GRPO) end to end on a tiny model: the mean reward of a learnable rule rises, the KL to the reference starts
-at zero, resume is bitwise exact (also in the middle of a replayed rollout batch), and bad settings are errors."""
+"""`rl` end to end on a tiny model, GRPO and PPO: the mean reward of a learnable rule rises, the KL to the reference
+starts at zero, resume is bitwise exact (also in the middle of a replayed rollout batch), PPO's value head stays out
+of the adapter, and bad settings are errors."""
 
 import json
 
@@ -10,6 +11,8 @@ from slmkit.align.config import read_rl_config
 from slmkit.align.rl_run import rl
 from slmkit.errors import ConfigError
 from slmkit.finetune.adapter import read_adapter_tensors
+from slmkit.finetune.loading import load_for_use
+from slmkit.model.checkpoint import read_weights
 from tests.finetune.tiny_workspace import make_workspace, quiet
 
 
@@ -70,3 +73,32 @@ def test_bad_settings(workspace, tmp_path):
         read_rl_config(None, ["policy=x", "dpo.beta=1"])
     with pytest.raises((ConfigError, ValueError), match="group_size must be at least 2"):
         read_rl_config(None, ["policy=x", "grpo.group_size=1"])
+
+
+def ppo_config(root, out, *extra):
+    return rl_config(root, out, "algorithm=ppo", "ppo.max_new_tokens=8", "ppo.group_size=2", "ppo.kl_coef=0.01",
+                     "train.schedule=constant", *extra)
+
+
+def test_ppo_raises_the_reward_and_keeps_its_value_head_apart(workspace, tmp_path):
+    result = rl(ppo_config(workspace, tmp_path / "run", "train.max_steps=16", "train.checkpoint_every=0",
+                           "train.lr=2e-2", "ppo.vf_coef=0.5"), log=quiet)
+    rows = train_rows(tmp_path / "run")
+    rewards = [r["reward"] for r in rows]
+    assert sum(rewards[-4:]) / 4 > sum(rewards[:4]) / 4 + 0.1, rewards
+    assert rows[0]["kl"] == pytest.approx(0, abs=1e-6) and rows[-1]["value_loss"] > 0
+    assert result["status"] == "finished"
+    run = tmp_path / "run"
+    assert (run / "value_head.safetensors").is_file() and "value_head.weight" not in read_adapter_tensors(run)
+    model, _, _ = load_for_use(run, merge=False)  # still an ordinary adapter directory
+    assert not hasattr(model, "value_head")
+
+
+def test_ppo_resume_is_bitwise_exact(workspace, tmp_path):
+    rl(ppo_config(workspace, tmp_path / "straight", "train.checkpoint_every=3", "train.max_steps=5"), log=quiet)
+    rl(ppo_config(workspace, tmp_path / "cut", "train.max_steps=3"), log=quiet)
+    rl(ppo_config(workspace, tmp_path / "cut", "train.resume=auto", "train.checkpoint_every=3", "train.max_steps=5"),
+       log=quiet)
+    for name in ("adapter.safetensors", "value_head.safetensors"):
+        a, b = read_weights(tmp_path / "straight", name), read_weights(tmp_path / "cut", name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name

@@ -20,6 +20,7 @@ from typing import Literal
 
 from slmkit.align.dpo_objective import DPOSettings
 from slmkit.align.grpo_objective import GRPOSettings
+from slmkit.align.ppo_objective import PPOSettings
 from slmkit.align.reward_objective import RewardSettings
 from slmkit.config import apply_overrides, from_dict, read_yaml
 from slmkit.errors import ConfigError
@@ -29,7 +30,7 @@ from slmkit.train.config import TrainConfig
 
 SECTIONS = ("policy", "method", "lora", "dpo", "data", "train")
 REWARD_SECTIONS = ("base", "reward", "data", "train")
-RL_SECTIONS = ("policy", "reward", "method", "lora", "grpo", "data", "train")
+RL_SECTIONS = ("policy", "reward", "algorithm", "method", "lora", "grpo", "ppo", "data", "train")
 
 
 @dataclass
@@ -102,9 +103,11 @@ class PromptDataConfig:
 class RLConfig:
     policy: str = ""
     reward: str = "rules:story"  # rules:NAME[+NAME...] | python:MODULE:FUNCTION | a reward model directory
+    algorithm: Literal["grpo", "ppo"] = "grpo"
     method: Literal["full", "lora", "qlora"] = "lora"
     lora: LoraConfig = field(default_factory=LoraConfig)
     grpo: GRPOSettings = field(default_factory=GRPOSettings)
+    ppo: PPOSettings = field(default_factory=PPOSettings)
     data: PromptDataConfig = field(default_factory=PromptDataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 

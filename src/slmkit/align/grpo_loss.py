@@ -42,9 +42,10 @@ def grpo_token_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: to
                     epsilon_low: float = 0.2, epsilon_high: float = 0.2, ref_logps: torch.Tensor | None = None,
                     beta: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """(per-token loss [rows, width], 0 off the mask; {"clip_ratio", "kl"} over the masked tokens).
-    logps, old_logps, ref_logps: [rows, width] log-probs of the sampled tokens; advantages [rows]; mask [rows, width]."""
+    logps, old_logps, ref_logps: [rows, width] log-probs of the sampled tokens; advantages [rows] (GRPO: one per
+    completion) or [rows, width] (PPO: one per token); mask [rows, width]."""
     ratio = torch.exp(logps - old_logps)
-    a = advantages.unsqueeze(-1)
+    a = advantages.unsqueeze(-1) if advantages.dim() == 1 else advantages
     unclipped, clipped = ratio * a, torch.clamp(ratio, 1 - epsilon_low, 1 + epsilon_high) * a
     per_token = -torch.minimum(unclipped, clipped)
     mask = mask.to(per_token.dtype)

@@ -66,15 +66,19 @@ class GRPOObjective:
                    "finished": float(batch["finished"].mean()), **{k: float(v.detach()) for k, v in stats.items()}}
         return per_token.sum(), metrics
 
-    @torch.no_grad()
     def evaluate(self, sampler, device, dist) -> dict:
-        """Mean reward of one greedy completion per held-out prompt of `sampler` (a RolloutBatches), over ranks."""
-        mine = list(range(dist.rank, len(sampler.prompts), dist.world_size))
-        params = SamplingParams(max_new_tokens=self.settings.max_new_tokens, temperature=0.0)
-        total, finished = 0.0, 0.0
-        if mine:
-            rollouts = sampler.sample(mine, params, group_size=1)
-            total = float(sampler.reward_fn(rollouts).sum())
-            finished = float(sum(r.finished for r in rollouts))
-        total, finished, n = dist.all_reduce_sum([total, finished, float(len(mine))], device)
-        return {"val_reward": total / n, "val_finished": finished / n, "val_prompts": int(n)} if n else {}
+        return held_out_reward(sampler, self.settings.max_new_tokens, device, dist)
+
+
+@torch.no_grad()
+def held_out_reward(sampler, max_new_tokens: int, device, dist) -> dict:
+    """Mean reward of one greedy completion per held-out prompt of `sampler` (a RolloutBatches), over ranks."""
+    mine = list(range(dist.rank, len(sampler.prompts), dist.world_size))
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0)
+    total, finished = 0.0, 0.0
+    if mine:
+        rollouts = sampler.sample(mine, params, group_size=1)
+        total = float(sampler.reward_fn(rollouts).sum())
+        finished = float(sum(r.finished for r in rollouts))
+    total, finished, n = dist.all_reduce_sum([total, finished, float(len(mine))], device)
+    return {"val_reward": total / n, "val_finished": finished / n, "val_prompts": int(n)} if n else {}

@@ -9,7 +9,8 @@ the EOS it stopped on (so the policy learns to stop); one cut by max_new_tokens 
 labels [rows, width] (prompt + completion, labels -100 outside the completion, right-padded), rewards and
 advantages [rows], ref_logps [rows, width] when a KL term needs the reference, old_logps [rows, width] when a
 rollout batch serves several optimizer steps (settings.iterations > 1; then the same batch is returned that many
-times and old_logps, the sampling policy's, make the clipped ratio bite). The Trainer's count_targets weighs a
+times and old_logps, the sampling policy's, make the clipped ratio bite). That is GRPO's `postprocess`; PPO's
+(ppo_objective.py) adds per-token advantages, returns and old values instead. The Trainer's count_targets weighs a
 batch by its completion tokens: token-level normalisation over the whole optimizer step.
 
 Determinism and resume: the prompts of a draw come from a shuffle seeded by (seed, epoch), the sampling seed
@@ -38,13 +39,14 @@ from slmkit.tokenizer.chat_template import render_chat
 
 class RolloutBatches:
     def __init__(self, policy, tokenizer, prompts: list[PromptRecord], reward_fn, settings, rows_per_step: int,
-                 seed: int = 0, reference=None, device="cpu"):
+                 seed: int = 0, reference=None, device="cpu", postprocess=None):
         if rows_per_step % settings.group_size:
             raise DataError(f"a step's {rows_per_step} rows (batch_size x grad_accum x processes) must be whole groups "
                             f"of grpo.group_size = {settings.group_size}")
         self.policy, self.tokenizer, self.prompts, self.reward_fn = policy, tokenizer, prompts, reward_fn
         self.settings, self.rows_per_step, self.seed, self.reference, self.device = \
             settings, rows_per_step, seed, reference, device
+        self.postprocess = postprocess or grpo_postprocess  # adds the advantages (and what the loss needs) to a batch
         self.prompt_ids = [tokenizer.encode(render_chat(tokenizer, p.messages, add_generation_prompt=True))
                            for p in prompts]
         self._check_lengths(policy.config.max_seq_len)
@@ -131,18 +133,24 @@ class RolloutBatches:
         params = SamplingParams(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_k=s.top_k,
                                 top_p=s.top_p, seed=sampling_seed)
         rollouts = self.sample(indices, params, s.group_size)
-        rewards = self.reward_fn(rollouts).float()
         batch = collate_rollouts(rollouts, self.pad_id)
-        batch["rewards"] = rewards
-        batch["advantages"] = group_advantages(rewards, s.group_size, scale=s.scale_rewards)
+        batch["rewards"] = self.reward_fn(rollouts).float()
         batch["finished"] = torch.tensor([float(r.finished) for r in rollouts])
-        on_device = {k: batch[k].to(self.device) for k in ("input_ids", "labels")}
         with torch.no_grad():
-            if self.reference is not None:
-                batch["ref_logps"] = self.reference.token_logps(on_device["input_ids"], on_device["labels"]).cpu()
-            if s.iterations > 1:
-                batch["old_logps"] = token_logps(self.policy, on_device["input_ids"], on_device["labels"]).cpu()
+            self.postprocess(self, batch)
         return batch
+
+
+def grpo_postprocess(source: RolloutBatches, batch: dict) -> None:
+    """GRPO: group-normalised advantages [rows]; the reference's token log-probs for the KL term; the sampling
+    policy's when the batch serves several steps."""
+    s = source.settings
+    batch["advantages"] = group_advantages(batch["rewards"], s.group_size, scale=s.scale_rewards)
+    ids, labels = batch["input_ids"].to(source.device), batch["labels"].to(source.device)
+    if source.reference is not None:
+        batch["ref_logps"] = source.reference.token_logps(ids, labels).cpu()
+    if s.iterations > 1:
+        batch["old_logps"] = token_logps(source.policy, ids, labels).cpu()
 
 
 def collate_rollouts(rollouts: list[Rollout], pad_id: int) -> dict[str, torch.Tensor]:

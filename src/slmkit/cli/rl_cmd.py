@@ -1,4 +1,4 @@
-"""`slm rl CONFIG [overrides]`: GRPO with rule rewards, your own Python reward or a reward model."""
+"""`slm rl CONFIG [overrides]`: GRPO or PPO with rule rewards, your own Python reward or a reward model."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ EXAMPLES = """examples:
   slm rl configs/grpo.yaml policy=runs/demo-sft reward=rules:story+finished grpo.beta=0.04   # + KL to the reference
   slm rl configs/grpo.yaml policy=runs/demo-sft reward=runs/demo-reward   # a reward model (slm reward)
   slm rl configs/grpo.yaml policy=runs/demo-sft reward=python:my_rules:brevity   # my_rules.brevity(rollout) -> float
+  slm rl configs/ppo.yaml policy=runs/demo-sft reward=runs/demo-reward    # PPO: value head, GAE, KL penalty
   slm rl configs/grpo.yaml policy=runs/demo-sft train.resume=auto         # continue after Ctrl-C
 
 Bundled rules: story (the prompt's check passes), finished (ended with EOS), sentence (ends a sentence),
@@ -21,9 +22,9 @@ completion_tokens and finished per step, and val_reward (greedy, held-out prompt
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "rl",
-        help="reinforcement learning: GRPO with rule rewards or a reward model",
-        description="Train a policy (a model directory or an SFT adapter) with GRPO on prompts (JSONL of prompt "
-        "or messages records): sections policy, reward, method, lora, grpo, data and train.",
+        help="reinforcement learning: GRPO or PPO with rule rewards or a reward model",
+        description="Train a policy (a model directory or an SFT adapter) with GRPO or PPO on prompts (JSONL of "
+        "prompt or messages records): sections policy, reward, algorithm, method, lora, grpo, ppo, data and train.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
