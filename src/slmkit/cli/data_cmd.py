@@ -31,6 +31,16 @@ flaw planted (wrong_name, wrong_character, missing_object, unfinished, wrong_ans
 apart. Held-out pairs use the instruction data's held-out (name, object) casts.
 """
 
+CONSTITUTION_EXAMPLES = """examples:
+  slm data preferences --constitution configs/constitution.yaml --policy runs/demo-sft \\
+      --prompts data/sft.jsonl --limit 500 --out data/prefs-constitution.jsonl
+  slm align configs/dpo-lora.yaml policy=runs/demo-sft data.train=data/prefs-constitution.jsonl data.eval=null
+
+For each prompt the policy samples --samples drafts; principles with a rule rank them (a draft satisfying every
+rule is chosen, one breaking some rejected); otherwise the policy critiques and revises its draft and the revision
+is chosen. Prompts where neither gives a pair are skipped and counted.
+"""
+
 
 def register(subparsers) -> None:
     group = subparsers.add_parser("data", help="inspect prepared token shards; write the bundled SFT and preference data")
@@ -70,6 +80,22 @@ def register(subparsers) -> None:
     prefs.add_argument("--heldout", type=int, default=200, help="number of held-out pairs (0: an empty file)")
     prefs.add_argument("--seed", type=int, default=0, help="random seed; the same seed writes the same files")
     prefs.set_defaults(func=run_preferences_synthetic)
+    cai = verbs.add_parser(
+        "preferences",
+        help="make preference pairs with a policy and a constitution (rule-ranked drafts, or critique and revise)",
+        epilog=CONSTITUTION_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cai.add_argument("--constitution", required=True, help="YAML list of principles (configs/constitution.yaml)")
+    cai.add_argument("--policy", required=True, help="the model that drafts, critiques and revises (any dir slm loads)")
+    cai.add_argument("--prompts", required=True, help="JSONL of prompt or messages records (e.g. data/sft.jsonl)")
+    cai.add_argument("--out", required=True, help="the pairs to write (.jsonl)")
+    cai.add_argument("--limit", type=int, help="use the first N prompts")
+    cai.add_argument("--samples", type=int, default=4, help="drafts per prompt (default 4)")
+    cai.add_argument("--max-new-tokens", type=int, default=160)
+    cai.add_argument("--temperature", type=float, default=1.0, help="for the drafts (critiques and revisions: greedy)")
+    cai.add_argument("--seed", type=int, default=0)
+    cai.set_defaults(func=run_preferences)
 
 
 def run_stats(args) -> int:
@@ -122,6 +148,24 @@ def run_preferences_synthetic(args) -> int:
         parts.append(f"{sum(row['counts'].values())} {split.replace('heldout', 'held-out')} pairs ({counts}) "
                      f"to {row['path']}")
     print("wrote " + " and ".join(parts))
+    return 0
+
+
+def run_preferences(args) -> int:
+    from slmkit.align.constitution import ConstitutionalPairs, read_constitution, write_constitutional_pairs
+    from slmkit.align.prompt_data import load_prompts
+    from slmkit.finetune.loading import load_for_use
+    from slmkit.infer import Generator
+
+    principles = read_constitution(args.constitution)
+    prompts = load_prompts(args.prompts, limit=args.limit)
+    model, tokenizer, eos = load_for_use(args.policy)
+    maker = ConstitutionalPairs(Generator(model, tokenizer, eos, max_batch=max(args.samples, 1)), principles,
+                                samples=args.samples, max_new_tokens=args.max_new_tokens,
+                                temperature=args.temperature, seed=args.seed)
+    report = write_constitutional_pairs(maker, prompts, args.out)
+    print(f"wrote {report['pairs']} pairs ({report['ranked']} ranked by the rules, {report['revised']} revised) "
+          f"from {len(prompts)} prompts ({report['skipped']} gave none) to {report['path']}")
     return 0
 
 
