@@ -55,21 +55,24 @@ class AlignConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-def align_config_from_dict(data: dict) -> AlignConfig:
-    unknown = sorted(set(data) - set(SECTIONS))
+def read_recipe(cls, sections: tuple[str, ...], model_key: str, path: str | os.PathLike | None,
+                overrides: list[str] = ()):
+    """A `cls` recipe from YAML + dotted overrides, its sections checked and its model (`model_key`) given."""
+    data = apply_overrides(read_yaml(path) if path else {}, list(overrides))
+    unknown = sorted(set(data) - set(sections))
     if unknown:
-        raise ConfigError(f"unknown config section '{unknown[0]}' (sections: {', '.join(SECTIONS)})")
-    cfg = from_dict(AlignConfig, data)
-    if not cfg.policy:
-        raise ConfigError("no policy model: add policy=PATH (a run, an SFT adapter run, or a Hugging Face model directory)")
-    if cfg.method not in METHODS:
+        raise ConfigError(f"unknown config section '{unknown[0]}' (sections: {', '.join(sections)})")
+    cfg = from_dict(cls, data)
+    if not getattr(cfg, model_key):
+        raise ConfigError(f"no {'policy' if model_key == 'policy' else 'base'} model: add {model_key}=PATH (an SFT "
+                          "run, its adapter, or a Hugging Face model directory)")
+    if getattr(cfg, "method", "full") not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {cfg.method!r}")
     return cfg
 
 
 def read_align_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> AlignConfig:
-    data = read_yaml(path) if path else {}
-    return align_config_from_dict(apply_overrides(data, list(overrides)))
+    return read_recipe(AlignConfig, SECTIONS, "policy", path, overrides)
 
 
 @dataclass
@@ -81,14 +84,7 @@ class RewardConfig:
 
 
 def read_reward_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> RewardConfig:
-    data = apply_overrides(read_yaml(path) if path else {}, list(overrides))
-    unknown = sorted(set(data) - set(REWARD_SECTIONS))
-    if unknown:
-        raise ConfigError(f"unknown config section '{unknown[0]}' (sections: {', '.join(REWARD_SECTIONS)})")
-    cfg = from_dict(RewardConfig, data)
-    if not cfg.base:
-        raise ConfigError("no base model: add base=PATH (an SFT run, its adapter, or a Hugging Face model directory)")
-    return cfg
+    return read_recipe(RewardConfig, REWARD_SECTIONS, "base", path, overrides)
 
 
 @dataclass
@@ -113,11 +109,4 @@ class RLConfig:
 
 
 def read_rl_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> RLConfig:
-    data = apply_overrides(read_yaml(path) if path else {}, list(overrides))
-    unknown = sorted(set(data) - set(RL_SECTIONS))
-    if unknown:
-        raise ConfigError(f"unknown config section '{unknown[0]}' (sections: {', '.join(RL_SECTIONS)})")
-    cfg = from_dict(RLConfig, data)
-    if not cfg.policy:
-        raise ConfigError("no policy model: add policy=PATH (an SFT run, its adapter, or a Hugging Face model directory)")
-    return cfg
+    return read_recipe(RLConfig, RL_SECTIONS, "policy", path, overrides)

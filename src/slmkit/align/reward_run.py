@@ -21,7 +21,7 @@ from slmkit.align.dpo_objective import count_pairs
 from slmkit.align.preference_batches import PreferenceBatches, PreferenceEvalBatches
 from slmkit.align.reward_batches import collate_sequences
 from slmkit.align.reward_objective import RewardObjective
-from slmkit.align.run import split_pairs
+from slmkit.align.run import save_run_tokenizer, split_pairs
 from slmkit.errors import ConfigError
 from slmkit.finetune.adapter import is_adapter_dir, load_adapted_model, resize_vocabulary
 from slmkit.finetune.run import chat_tokenizer
@@ -29,7 +29,7 @@ from slmkit.loading import load_model
 from slmkit.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_weights
 from slmkit.model.reward_model import REWARD_CONFIG_FILE, REWARD_HEAD_FILE, RewardModel, write_reward_head
 from slmkit.tokenizer.chat_template import with_default_chat_template
-from slmkit.train.distributed import setup_distributed
+from slmkit.train.distributed import training_session
 from slmkit.train.trainer import Trainer
 from slmkit.train.weights import FullWeights, strip_prefixes
 
@@ -73,11 +73,8 @@ def reward_base(base: Path):
 
 def train_reward(cfg: RewardConfig, log=print) -> dict:
     t = cfg.train
-    dist, device = setup_distributed(t)
-    log = log if dist.is_main else (lambda *a, **k: None)
-    try:
-        if dist.enabled and t.parallel == "fsdp":
-            raise ConfigError("train.parallel=fsdp is not supported for reward models yet: use train.parallel=ddp")
+    no_fsdp = "train.parallel=fsdp is not supported for reward models yet: use train.parallel=ddp"
+    with training_session(t, log, no_fsdp) as (dist, device, log):
         decoder, tokenizer = reward_base(Path(cfg.base))
         if t.seq_len > decoder.config.max_seq_len:
             raise ConfigError(f"train.seq_len ({t.seq_len}) is longer than the base's context ({decoder.config.max_seq_len})")
@@ -85,11 +82,7 @@ def train_reward(cfg: RewardConfig, log=print) -> dict:
         torch.manual_seed(t.seed)
         model = RewardModel(decoder).train()
         model.requires_grad_(True)
-        run_dir = Path(t.out_dir)
-        tok_dir = run_dir / "tokenizer"
-        if dist.is_main:
-            tokenizer.save(tok_dir)
-        dist.barrier()
+        tok_dir = save_run_tokenizer(tokenizer, Path(t.out_dir), dist)
         pad = tokenizer.eos_id if tokenizer.eos_id is not None else 0
         rows = t.batch_size * t.grad_accum * dist.world_size
         train_data = PreferenceBatches(train_pairs, rows, seed=t.seed, pad_id=pad, collate=collate_sequences)
@@ -103,5 +96,3 @@ def train_reward(cfg: RewardConfig, log=print) -> dict:
                           weight_fn=count_pairs, dist=dist, device=device, log=log,
                           weights=RewardWeights({"base": str(cfg.base)}), eval_fn=eval_fn)
         return trainer.fit()
-    finally:
-        dist.close()

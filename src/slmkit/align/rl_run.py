@@ -25,11 +25,11 @@ from slmkit.align.prompt_data import load_prompts
 from slmkit.align.reference import Reference
 from slmkit.align.rollouts import RolloutBatches, grpo_postprocess
 from slmkit.align.rule_rewards import make_reward
-from slmkit.align.run import prepare_policy
+from slmkit.align.run import save_run_tokenizer, prepare_policy
 from slmkit.errors import ConfigError
 from slmkit.finetune.lora import lora_layers
 from slmkit.finetune.run import chat_sample_prompts
-from slmkit.train.distributed import setup_distributed
+from slmkit.train.distributed import training_session
 from slmkit.train.trainer import Trainer
 from slmkit.train.weights import FullWeights
 
@@ -55,11 +55,8 @@ def algorithm_parts(cfg: RLConfig, model, weights):
 
 def rl(cfg: RLConfig, log=print) -> dict:
     t = cfg.train
-    dist, device = setup_distributed(t)
-    log = log if dist.is_main else (lambda *a, **k: None)
-    try:
-        if dist.enabled and t.parallel == "fsdp":
-            raise ConfigError("train.parallel=fsdp is not supported for RL yet: use train.parallel=ddp")
+    no_fsdp = "train.parallel=fsdp is not supported for RL yet: use train.parallel=ddp"
+    with training_session(t, log, no_fsdp) as (dist, device, log):
         model, tokenizer, weights, frozen, mode = prepare_policy(cfg, reference_choice(cfg), allow_precomputed=False)
         n_lora = len(list(lora_layers(model)))
         settings, postprocess, objective, weights = algorithm_parts(cfg, model, weights)
@@ -78,11 +75,7 @@ def rl(cfg: RLConfig, log=print) -> dict:
             held_out = RolloutBatches(model, tokenizer, held, reward_fn, settings, settings.group_size, seed=t.seed,
                                       device=device)
             eval_fn = lambda m, ctx: held_out_reward(held_out, settings.max_new_tokens, device, dist)  # noqa: E731
-        run_dir = Path(t.out_dir)
-        tok_dir = run_dir / "tokenizer"
-        if dist.is_main:
-            tokenizer.save(tok_dir)
-        dist.barrier()
+        tok_dir = save_run_tokenizer(tokenizer, Path(t.out_dir), dist)
         t.sample_prompts = chat_sample_prompts(tokenizer, t.sample_prompts)
         n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
         log(f"{cfg.algorithm.upper()} ({settings.group_size} completion(s) per prompt, {rows // settings.group_size} "
@@ -91,5 +84,3 @@ def rl(cfg: RLConfig, log=print) -> dict:
         trainer = Trainer(cfg, model, train_data, None, tokenizer=tokenizer, tokenizer_dir=tok_dir, loss_fn=objective,
                           dist=dist, device=device, log=log, weights=weights, eval_fn=eval_fn)
         return trainer.fit()
-    finally:
-        dist.close()

@@ -36,7 +36,7 @@ from slmkit.finetune.lora import lora_layers
 from slmkit.finetune.run import chat_sample_prompts, chat_tokenizer, make_trainable
 from slmkit.loading import load_model
 from slmkit.tokenizer.chat_template import with_default_chat_template
-from slmkit.train.distributed import setup_distributed
+from slmkit.train.distributed import training_session
 from slmkit.train.precision import autocast
 from slmkit.train.trainer import Trainer
 
@@ -125,23 +125,25 @@ def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
     return frozen
 
 
+def save_run_tokenizer(tokenizer, run_dir: Path, dist) -> Path:
+    """RUN/tokenizer, written by rank 0 before any rank reads it: what the Trainer copies into what it writes."""
+    tok_dir = run_dir / "tokenizer"
+    if dist.is_main:
+        tokenizer.save(tok_dir)
+    dist.barrier()
+    return tok_dir
+
+
 def align(cfg: AlignConfig, log=print) -> dict:
     t = cfg.train
-    dist, device = setup_distributed(t)
-    log = log if dist.is_main else (lambda *a, **k: None)
-    try:
-        if dist.enabled and t.parallel == "fsdp":
-            raise ConfigError("train.parallel=fsdp is not supported for DPO yet: use train.parallel=ddp")
+    no_fsdp = "train.parallel=fsdp is not supported for DPO yet: use train.parallel=ddp"
+    with training_session(t, log, no_fsdp) as (dist, device, log):
         model, tokenizer, weights, frozen, mode = prepare_policy(cfg, cfg.dpo.reference)
         if t.seq_len > model.config.max_seq_len:
             raise ConfigError(f"train.seq_len ({t.seq_len}) is longer than the policy's context "
                               f"({model.config.max_seq_len})")
         train_pairs, held = split_pairs(cfg, tokenizer)
-        run_dir = Path(t.out_dir)
-        tok_dir = run_dir / "tokenizer"
-        if dist.is_main:
-            tokenizer.save(tok_dir)
-        dist.barrier()
+        tok_dir = save_run_tokenizer(tokenizer, Path(t.out_dir), dist)
         pad = tokenizer.eos_id if tokenizer.eos_id is not None else 0
         train_data = PreferenceBatches(train_pairs, t.batch_size * t.grad_accum * dist.world_size, seed=t.seed, pad_id=pad)
         eval_data = PreferenceEvalBatches(held, t.eval_batch_size or t.batch_size, pad_id=pad) if held else None
@@ -157,8 +159,6 @@ def align(cfg: AlignConfig, log=print) -> dict:
         trainer = Trainer(cfg, model, train_data, None, tokenizer=tokenizer, tokenizer_dir=tok_dir, loss_fn=objective,
                           weight_fn=count_pairs, dist=dist, device=device, log=log, weights=weights, eval_fn=ctx_eval)
         return trainer.fit()
-    finally:
-        dist.close()
 
 
 def _reference(mode: str, model, frozen, sources: list, t, device) -> Reference:

@@ -109,6 +109,19 @@ def setup_distributed(train_cfg) -> tuple[Dist, torch.device]:
     return dist, device
 
 
+@contextlib.contextmanager
+def training_session(train_cfg, log=print, fsdp_refusal: str | None = None):
+    """(dist, device, log) for one run: torchrun's group joined (and left at the end), `log` on rank 0 only,
+    and train.parallel=fsdp refused with `fsdp_refusal` when the objective does not support it yet."""
+    dist, device = setup_distributed(train_cfg)
+    try:
+        if fsdp_refusal and dist.enabled and train_cfg.parallel == "fsdp":
+            raise ConfigError(fsdp_refusal)
+        yield dist, device, (log if dist.is_main else (lambda *a, **k: None))
+    finally:
+        dist.close()
+
+
 def wrap_model(model: nn.Module, train_cfg, dist: Dist, device: torch.device) -> nn.Module:
     """DDP or FSDP2 (`fully_shard` per block, then the root) when distributed; the model itself otherwise."""
     if not dist.enabled:
