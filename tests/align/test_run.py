@@ -127,9 +127,34 @@ def test_full_dpo_writes_a_model_directory(workspace, tmp_path):
     assert not torch.equal(model.blocks[0].attn.q_proj.weight, base.blocks[0].attn.q_proj.weight)
 
 
-def test_a_prompt_that_leaves_no_completion_is_an_error_naming_the_pair(workspace, tmp_path):
-    with pytest.raises(DataError, match=r"pair \d+ (chosen|rejected) has an empty completion mask"):
-        align(align_config(workspace, tmp_path / "run", "train.seq_len=16"), log=quiet)
+def test_a_long_prompt_loses_its_start_and_the_reply_stays_scored(workspace):
+    from slmkit.align.preference_batches import tokenize_pair
+    from slmkit.align.preference_data import PreferencePair
+
+    tok, _ = with_default_chat_template(load_tokenizer(workspace / "tok"))
+    long = "Once upon a time there was a very long story. " * 30
+    pair = PreferencePair([{"role": "user", "content": long}], [{"role": "assistant", "content": "A cat."}],
+                          [{"role": "assistant", "content": "No."}])
+    example = tokenize_pair(tok, pair, seq_len=32, index=0)
+    full = tokenize_pair(tok, pair, seq_len=4096, index=0)
+    assert example.truncated and len(example.chosen_inputs) == 32
+    scored = example.chosen_labels[example.chosen_labels != -100].tolist()
+    assert scored == full.chosen_labels[full.chosen_labels != -100].tolist()  # the whole reply is still scored
+    with pytest.warns(UserWarning, match="pairs were longer than train.seq_len"):
+        align(align_config(workspace, workspace / "short", "train.seq_len=64", "train.max_steps=1"), log=quiet)
+
+
+def test_a_completion_mask_that_is_empty_is_an_error_naming_the_pair(workspace):
+    from slmkit.align.preference_batches import tokenize_pair
+    from slmkit.align.preference_data import PreferencePair
+
+    tok, _ = with_default_chat_template(load_tokenizer(workspace / "tok"))
+    # a template that never renders the assistant: nothing of the completion could be scored
+    tok.chat_template = "{% for m in messages %}{% if m['role'] != 'assistant' %}{{ m['content'] }}{% endif %}{% endfor %}"
+    pair = PreferencePair([{"role": "user", "content": "Hi"}], [{"role": "assistant", "content": "Hello"}],
+                          [{"role": "assistant", "content": "Go"}])
+    with pytest.raises(DataError, match=r"pair 7 chosen has no assistant token to train on"):
+        tokenize_pair(tok, pair, seq_len=64, index=7)
 
 
 @pytest.mark.parametrize("override, message", [

@@ -6,9 +6,10 @@
 
 A pair renders prompt + chosen and prompt + rejected through the chat template; the scored tokens are the
 completion's assistant spans (finetune/assistant_mask.py, with the prompt's own assistant turns as context),
-end-of-turn included. Each side becomes inputs = ids[:-1] and labels = ids[1:] where scored, else -100, cut
-to seq_len positions (the start kept). A side left with no scored token is an error naming the pair: its
-log-prob would be 0 under policy and reference alike and the DPO loss would sit at ln 2 without a gradient.
+end-of-turn included. Each side becomes inputs = ids[:-1] and labels = ids[1:] where scored, else -100. A side
+longer than seq_len + 1 tokens loses the start of its prompt first, then the end of its reply (TRL's keep-end for
+prompts), and is counted as truncated. A side with no scored token is an error naming the pair: its log-prob
+would be 0 under policy and reference alike and the DPO loss would sit at ln 2 without a gradient.
 
 A batch is a dict with the pairs first: chosen_input_ids / chosen_labels / rejected_input_ids /
 rejected_labels int64 [pairs, width] (right-padded to the longest side in the batch: padding after the real
@@ -58,7 +59,7 @@ def tokenize_pair(tokenizer, pair: PreferencePair, seq_len: int, index: int) -> 
         example = tokenize_chat(tokenizer, pair.prompt + getattr(pair, side), index=where, context_turns=context)
         ids, mask = np.asarray(example.ids, dtype=np.int64), np.asarray(example.train_mask, dtype=bool)
         if len(ids) > seq_len + 1:
-            ids, mask, truncated = ids[:seq_len + 1], mask[:seq_len + 1], True
+            ids, mask, truncated = *_fit(ids, mask, seq_len + 1), True
         labels = np.where(mask[1:], ids[1:], IGNORE_INDEX)
         if not (labels != IGNORE_INDEX).any():
             raise DataError(f"{where} has an empty completion mask: its prompt fills all {seq_len} positions, so "
@@ -66,6 +67,14 @@ def tokenize_pair(tokenizer, pair: PreferencePair, seq_len: int, index: int) -> 
                             "shorten the prompt")
         parts[f"{side}_inputs"], parts[f"{side}_labels"], parts[f"{side}_final"] = ids[:-1], labels, int(ids[-1])
     return PairExample(**parts, truncated=truncated, margin=pair.margin)
+
+
+def _fit(ids: np.ndarray, mask: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """`limit` tokens of a side that is longer: the prompt loses its start first (one token of it is kept, so
+    the first reply token is still a target), then the reply its end."""
+    first = int(np.argmax(mask))  # the first scored token
+    cut = min(len(ids) - limit, max(first - 1, 0))
+    return ids[cut:][:limit], mask[cut:][:limit]
 
 
 def tokenize_pairs(tokenizer, pairs: list[PreferencePair], seq_len: int) -> list[PairExample]:

@@ -18,6 +18,7 @@ numbers per pair (half the forward passes per step, no copy). The run directory 
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 
 import torch
@@ -52,7 +53,12 @@ def split_pairs(cfg: AlignConfig, tokenizer):
         train, held = (train[:-n_eval], train[-n_eval:]) if n_eval else (train, [])
     if not train:
         raise DataError(f"{d.train}: no training pairs")
-    return tokenize_pairs(tokenizer, train, seq_len), tokenize_pairs(tokenizer, held, seq_len)
+    train, held = tokenize_pairs(tokenizer, train, seq_len), tokenize_pairs(tokenizer, held, seq_len)
+    cut = sum(e.truncated for e in train + held)
+    if cut:
+        warnings.warn(f"{cut} of {len(train) + len(held)} pairs were longer than train.seq_len + 1 = {seq_len + 1} "
+                      "tokens: their prompts lost their start (and over-long replies their end)", stacklevel=2)
+    return train, held
 
 
 def prepare_policy(cfg, reference: str, allow_precomputed: bool = True):
