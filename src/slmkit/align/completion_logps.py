@@ -19,11 +19,15 @@ from slmkit.train.distributed import unwrap
 def token_logps(model, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Log-prob of each scored label [rows, width] float32 (0 where labels are -100). ids, labels: [rows, width],
     labels already shifted (labels[:, t] is the token after ids[:, t])."""
+    return logps_from_hidden(model, model(ids, hidden_only=True).hidden, labels)
+
+
+def logps_from_hidden(model, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """token_logps from final hidden states [rows, width, d_model] already computed (PPO reads values from them too)."""
     mask = labels != IGNORE_INDEX
-    hidden = model(ids, hidden_only=True).hidden
     logits = unwrap(model).head(hidden[mask]).float()  # [scored tokens, vocab]
     scored = logits.log_softmax(-1).gather(-1, labels[mask].unsqueeze(-1)).squeeze(-1)
-    out = torch.zeros(ids.shape, dtype=torch.float32, device=ids.device)
+    out = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
     return out.masked_scatter(mask, scored)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from slmkit.align.completion_logps import logps_from_hidden
 from slmkit.align.grpo_loss import grpo_token_loss
 from slmkit.align.ppo_loss import clipped_value_loss, gae, kl_penalised_rewards, whiten
 from slmkit.errors import CheckpointError
@@ -68,12 +69,10 @@ def add_value_head(policy: torch.nn.Module) -> None:
 
 def logps_and_values(model, ids: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(token log-probs, values) [rows, width] float32, 0 off the completion, from one forward of the trunk."""
-    mask = labels != IGNORE_INDEX
     hidden = model(ids, hidden_only=True).hidden
-    plain = unwrap(model)
-    scored = plain.head(hidden[mask]).float().log_softmax(-1).gather(-1, labels[mask].unsqueeze(-1)).squeeze(-1)
-    logps = torch.zeros(ids.shape, dtype=torch.float32, device=ids.device).masked_scatter(mask, scored)
-    values = plain.value_head(hidden.to(plain.value_head.weight.dtype)).squeeze(-1).float() * mask
+    head = unwrap(model).value_head
+    values = head(hidden.to(head.weight.dtype)).squeeze(-1).float() * (labels != IGNORE_INDEX)
+    logps = logps_from_hidden(model, hidden, labels)
     return logps, values
 
 
