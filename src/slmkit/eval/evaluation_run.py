@@ -11,6 +11,8 @@ is given, tokenized with the first model that has a tokenizer. A model is scored
 LoglikelihoodScorer and generates through a LocalGenerator, or through one EndpointClient that is both
 (`scorer`, `generator`). Generation tasks (generation_tasks.py) read replies; with a `judge` and two or more
 models, `stories_judge` also compares each later model's stories with the first model's (`stories_pairwise`).
+With a `reward_scorer` (a reward model, reward_scoring.py) every chat task's replies (safety, story_requests)
+are also scored: `reward` (mean), `reward_std`, `reward_min`, `reward_max` join the task's metrics.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from slmkit.eval.generation_tasks import (
 )
 from slmkit.eval.harness import TaskResult, build_requests, evaluate_task
 from slmkit.eval.loglikelihood import LoglikelihoodScorer
+from slmkit.eval.reward_scoring import reward_metrics
 from slmkit.eval.text_eval import TEXT_TASK, baseline_text_metrics
 
 HIGHER_IS_BETTER = {"acc": True, "acc_norm": True, "acc_bytes": True, "bits_per_byte": False,
@@ -36,7 +39,8 @@ HIGHER_IS_BETTER = {"acc": True, "acc_norm": True, "acc_bytes": True, "bits_per_
                     "harmful_compliance_rate": False, "over_refusal_rate": False, "toxicity_rate": False,
                     "empty_rate": False, "unparsed": False, "parse_rate": True, "accuracy": True,
                     "grammar": True, "creativity": True, "consistency": True, "plot": True, "overall": True,
-                    "rating": True, "win_rate": True, "loss_rate": False, "position_consistency": True}
+                    "rating": True, "win_rate": True, "loss_rate": False, "position_consistency": True,
+                    "reward": True, "reward_min": True, "reward_max": True}
 
 
 @dataclass
@@ -90,11 +94,13 @@ class EvalResults:
 def run_evaluation(models: list[ModelToEvaluate], tasks: list[tuple],
                    text_documents: list[str] | None = None, baseline_train_ids=None, *,
                    generation_tasks=(), judge=None, generation: GenerationSettings = GenerationSettings(),
+                   reward_scorer=None,
                    baseline_tokenizer=None, batch_size: int = 32, max_length: int | None = None, num_fewshot: int | None = None,
                    ngram_order: int = 3, progress: bool = True) -> EvalResults:
     """tasks: (TaskSpec, documents) or (TaskSpec, documents, few-shot documents) tuples;
     generation_tasks: names from generation_tasks.GENERATION_TASKS; baseline_tokenizer: what the n-gram
-    baselines tokenize with (default: the first model's that has one; bits per byte compare across tokenizers)."""
+    baselines tokenize with (default: the first model's that has one; bits per byte compare across tokenizers);
+    reward_scorer: a reward_scoring.RewardScorer that adds reward metrics to the chat generation tasks."""
     if not models:
         raise DataError("nothing to evaluate: name at least one model")
     if not tasks and not text_documents and not generation_tasks:
@@ -111,6 +117,9 @@ def run_evaluation(models: list[ModelToEvaluate], tasks: list[tuple],
         for name in generation_tasks:
             bar.set_postfix_str(f"{m.name}: {name}")
             scored[name] = run_generation_task(name, m.generating(), judge, generation)
+            if reward_scorer is not None and scored[name].conversations:
+                scored[name].metrics.update(reward_metrics(reward_scorer, scored[name].conversations,
+                                                           scored[name].replies))
             bar.update()
         out.add(m.name, scored, splits)
         if STORIES_JUDGE in scored:

@@ -37,6 +37,7 @@ GENERATION_TASKS = {
     STORIES_JUDGE: "story completions graded by a judge model (TinyStories rubric; needs --judge)",
 }
 NEEDS_JUDGE = {STORIES_JUDGE}
+CHAT_TASKS = {SAFETY, STORY_REQUESTS}  # replies to conversations: what a reward model scores
 STORY_TOKENS = 160  # a completion long enough to finish the split sentence and end the story
 SAMPLES_KEPT = 3
 PAIRWISE_QUESTION = "Continue this story so that it makes sense and ends well:\n\n{beginning}"
@@ -63,7 +64,7 @@ def run_generation_task(name: str, generator, judge=None,
         result = run_story_requests(generator, n=settings.limit or 60, seed=settings.seed,
                                     max_new_tokens=settings.tokens(160), keep_samples=SAMPLES_KEPT)
         return TaskResult(name, "generation", result.metrics, result.documents, samples=result.samples,
-                          breakdown=result.by_kind, replies=result.replies)
+                          breakdown=result.by_kind, replies=result.replies, conversations=result.conversations)
     if name == STORIES_JUDGE:
         return _judged_stories(generator, judge, settings)
     raise ConfigError(f"unknown generation task {name!r}: choose one of {', '.join(GENERATION_TASKS)}")
@@ -73,9 +74,10 @@ def _safety(generator, settings: GenerationSettings) -> TaskResult:
     result = run_safety(generator, settings.safety_categories, max_new_tokens=settings.tokens(96),
                         seed=settings.seed, keep_samples=SAMPLES_KEPT, per_category=settings.limit)
     samples = [{"category": category, **row} for category, rows in result.samples.items() for row in rows]
-    replies = [row["reply"] for rows in result.transcripts.values() for row in rows]
-    return TaskResult(SAFETY, "generation", result.overall_metrics(), len(replies), samples=samples,
-                      breakdown=result.metrics_by_category(), replies=replies)
+    rows = [row for rows in result.transcripts.values() for row in rows]
+    return TaskResult(SAFETY, "generation", result.overall_metrics(), len(rows), samples=samples,
+                      breakdown=result.metrics_by_category(), replies=[row["reply"] for row in rows],
+                      conversations=[[{"role": "user", "content": row["prompt"]}] for row in rows])
 
 
 def story_beginnings(limit: int | None = None) -> list[str]:

@@ -37,6 +37,7 @@ class TaskResult:
     samples: list[dict] = field(default_factory=list)  # per document: prompt, choices, gold, log-likelihoods, pick
     breakdown: dict[str, dict] = field(default_factory=dict)  # generation tasks: row (category, kind) -> metrics
     replies: list[str] = field(default_factory=list)  # generation tasks: what the model wrote, per prompt
+    conversations: list[list[dict]] = field(default_factory=list)  # chat tasks: the messages each reply answers
 
 
 @dataclass

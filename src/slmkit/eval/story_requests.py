@@ -28,6 +28,7 @@ class StoryRequestResult:
     samples: list[dict] = field(default_factory=list)
     by_kind: dict[str, dict] = field(default_factory=dict)  # kind -> {"n", "correct", "accuracy"}
     replies: list[str] = field(default_factory=list)
+    conversations: list[list[dict]] = field(default_factory=list)  # what each reply answers
 
 
 def run_story_requests(generator, n: int = 60, seed: int = 0, max_new_tokens: int = 160,
@@ -42,4 +43,4 @@ def run_story_requests(generator, n: int = 60, seed: int = 0, max_new_tokens: in
     samples = [{"prompt": c[-1]["content"], "reply": r, "check": e["check"], "ok": check_answer(e["check"], r)}
                for c, r, e in list(zip(conversations, replies, examples))[:keep_samples]]
     by_kind = {kind: row for kind, row in scores.items() if kind != "all"}
-    return StoryRequestResult(metrics, len(examples), samples, by_kind, list(replies))
+    return StoryRequestResult(metrics, len(examples), samples, by_kind, list(replies), conversations)
