@@ -40,10 +40,12 @@ def test_grpo_raises_the_reward(workspace, tmp_path):
                     "train.plots=true",
                     f"data.eval={workspace / 'sft.jsonl'}", "data.eval_limit=8", "train.eval_every=16")
     result = rl(cfg, log=quiet)
-    rewards = [r["reward"] for r in train_rows(tmp_path / "run")]
+    rows = train_rows(tmp_path / "run")
+    rewards = [r["reward"] for r in rows]
     first, last = sum(rewards[:4]) / 4, sum(rewards[-4:]) / 4
     assert last > first + 0.1, rewards
     assert 0 <= result["val_reward"] <= 1 and result["val_prompts"] == 8
+    assert all(r["rollout_tokens_per_s"] > 0 for r in rows)
     assert (tmp_path / "run" / "adapter.json").is_file()
     assert (tmp_path / "run" / "curves.png").stat().st_size > 10_000  # loss, lr, and reward / KL curves
 

@@ -5,7 +5,8 @@
 
 The hook returns the per-token losses (grpo_loss.py) summed over its micro-batch; the Trainer divides by the
 completion tokens of the whole optimizer step. Logged per step: reward (mean), reward_std, advantage_abs,
-kl (k3, when there is a reference), clip_ratio, completion_tokens (mean length), finished (share ending with EOS).
+kl (k3, when there is a reference), clip_ratio, completion_tokens (mean length), finished (share ending with EOS),
+rollout_tokens_per_s (the batched engine's completion tokens per second on that rollout batch).
 Held out: val_reward (mean reward of one greedy completion per prompt) and val_finished.
 """
 
@@ -63,11 +64,18 @@ class GRPOObjective:
         metrics = {"reward": float(rewards.mean()), "reward_std": float(rewards.std()) if len(rewards) > 1 else 0.0,
                    "advantage_abs": float(batch["advantages"].abs().mean()),
                    "completion_tokens": float(mask.sum(-1).float().mean()),
-                   "finished": float(batch["finished"].mean()), **{k: float(v.detach()) for k, v in stats.items()}}
+                   "finished": float(batch["finished"].mean()), **rollout_speed(batch),
+                   **{k: float(v.detach()) for k, v in stats.items()}}
         return per_token.sum(), metrics
 
     def evaluate(self, sampler, device, dist) -> dict:
         return held_out_reward(sampler, self.settings.max_new_tokens, device, dist)
+
+
+def rollout_speed(batch: dict) -> dict:
+    """The rollout batch's generation speed, for the log (absent from batches made before it was recorded)."""
+    rate = batch.get("rollout_tokens_per_s")
+    return {"rollout_tokens_per_s": float(rate[0])} if rate is not None and len(rate) else {}
 
 
 @torch.no_grad()

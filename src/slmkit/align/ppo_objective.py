@@ -22,6 +22,7 @@ from safetensors.torch import save_file
 
 from slmkit.align.completion_logps import logps_from_hidden
 from slmkit.align.grpo_loss import grpo_token_loss
+from slmkit.align.grpo_objective import rollout_speed
 from slmkit.align.ppo_loss import clipped_value_loss, gae, kl_penalised_rewards, whiten
 from slmkit.errors import CheckpointError
 from slmkit.fileio import atomic_file
@@ -111,7 +112,7 @@ class PPOObjective:
         kl = ((batch["old_logps"] - batch["ref_logps"]) * mask).sum() / n
         metrics = {"reward": float(batch["rewards"].mean()), "kl": float(kl), "value_loss": float(value.detach().sum() / n),
                    "clip_ratio": float(stats["clip_ratio"].detach()), "completion_tokens": float(mask.sum(-1).float().mean()),
-                   "finished": float(batch["finished"].mean())}
+                   "finished": float(batch["finished"].mean()), **rollout_speed(batch)}
         return (policy + s.vf_coef * value).sum(), metrics
 
 

@@ -7,7 +7,8 @@ Rollouts go through infer's batched engine (`Generator`: KV cache, rows joining 
 steps), rebuilt at every draw because its one-token step snapshots the weights. A completion's tokens end with
 the EOS it stopped on (so the policy learns to stop); one cut by max_new_tokens has none. The batch: input_ids /
 labels [rows, width] (prompt + completion, labels -100 outside the completion, right-padded), rewards and
-advantages [rows], ref_logps [rows, width] when a KL term needs the reference, old_logps [rows, width] when a
+advantages [rows], rollout_tokens_per_s [rows] (the draw's completion tokens per second of generation, the
+same in every row), ref_logps [rows, width] when a KL term needs the reference, old_logps [rows, width] when a
 rollout batch serves several optimizer steps (settings.iterations > 1; then the same batch is returned that many
 times and old_logps, the sampling policy's, make the clipped ratio bite). That is GRPO's `postprocess`; PPO's
 (ppo_objective.py) adds per-token advantages, returns and old values instead. The Trainer's count_targets weighs a
@@ -21,6 +22,7 @@ being replayed, so a run resumed from a checkpoint continues exactly.
 from __future__ import annotations
 
 import hashlib
+import time
 
 import numpy as np
 import torch
@@ -132,8 +134,11 @@ class RolloutBatches:
         s = self.settings
         params = SamplingParams(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_k=s.top_k,
                                 top_p=s.top_p, seed=sampling_seed)
+        start = time.perf_counter()
         rollouts = self.sample(indices, params, s.group_size)
+        rate = sum(len(r.token_ids) for r in rollouts) / max(time.perf_counter() - start, 1e-9)
         batch = collate_rollouts(rollouts, self.pad_id)
+        batch["rollout_tokens_per_s"] = torch.full((len(rollouts),), rate)  # per row, so micro-batches keep it
         batch["rewards"] = self.reward_fn(rollouts).float()
         batch["finished"] = torch.tensor([float(r.finished) for r in rollouts])
         with torch.no_grad():
