@@ -1,7 +1,8 @@
-"""Alignment benchmark: DPO on the demo SFT model (preference accuracy, request accuracy), and DPO step speed vs TRL.
+"""Alignment benchmark: DPO on the demo SFT model (preference accuracy, request accuracy), DPO step speed vs TRL,
+GRPO and PPO on the demo SFT model (held-out reward), GRPO rollout speed vs TRL (the last three: align_rl.py).
 
-    .venv/bin/python benchmarks/bench_align.py                 # both sections (~30 min on 2 cores, first run)
-    .venv/bin/python benchmarks/bench_align.py --quality       # or --speed
+    .venv/bin/python benchmarks/bench_align.py                 # every section (~70 min on 2 cores, first run)
+    .venv/bin/python benchmarks/bench_align.py --quality       # or --speed, --grpo, --ppo, --rollouts
 
 1. Quality: the demo base and its LoRA chat SFT (bench_finetune's cache: benchmarks/.cache/demo, demo-sft; made
    when missing), the bundled preference pairs (`slm data preferences-synthetic`: 2000 train, 200 held out), then
@@ -13,6 +14,8 @@
    torch thread, reference = adapters off in both: slmkit's `align()` against TRL's DPOTrainer with a PEFT
    adapter on the same weights (exported to transformers) and the same pairs. Median step time of steps 3-12,
    alternating runs.
+
+3-5. See align_rl.py.
 
 Raw numbers: benchmarks/results/align.json; the report: benchmarks/results/align.md.
 """
@@ -30,6 +33,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import align_rl  # noqa: E402
 import bench_finetune as ft  # noqa: E402
 from common import REPO, RESULTS  # noqa: E402
 
@@ -216,19 +220,22 @@ def render(raw: dict) -> str:
         lines += ["", f"slmkit is **{s['ratio']:.2f}x** TRL's speed with the same live reference (goal >= {SPEED_GOAL}x)"
                   + (f"; with the reference precomputed once, {s['precomputed_ratio']:.2f}x." if "precomputed_ratio" in s
                      else "."), ""]
-    return "\n".join(lines)
+    return "\n".join(lines + align_rl.render_rl(raw))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quality", action="store_true")
     parser.add_argument("--speed", action="store_true")
+    parser.add_argument("--grpo", action="store_true", help="GRPO on the demo SFT model (10 training minutes)")
+    parser.add_argument("--ppo", action="store_true", help="PPO on the demo SFT model (10 training minutes)")
+    parser.add_argument("--rollouts", action="store_true", help="GRPO rollout speed vs TRL's GRPOTrainer")
     parser.add_argument("--heldout", type=int, default=60, help="held-out instruction examples to answer (of 200)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="an override of configs/dpo-lora.yaml for the quality run (repeatable)")
     args = parser.parse_args()
-    everything = not (args.quality or args.speed)
+    everything = not (args.quality or args.speed or args.grpo or args.ppo or args.rollouts)
     torch.set_num_threads(ft.THREADS)
     raw = json.loads(RAW.read_text()) if RAW.is_file() else {}
     if args.quality or everything:
@@ -236,6 +243,13 @@ def main() -> None:
         _save(raw)
     if args.speed or everything:
         raw["speed"] = speed(args.rounds)
+        _save(raw)
+    for algorithm in ("grpo", "ppo"):
+        if getattr(args, algorithm) or everything:
+            raw[algorithm] = align_rl.rl_quality(algorithm, inputs()[0], [])
+            _save(raw)
+    if args.rollouts or everything:
+        raw["rollouts"] = align_rl.rollout_speed(args.rounds)
         _save(raw)
     print((RESULTS / "align.md").read_text())
 

@@ -148,3 +148,35 @@ def test_qlora_forward_is_dequantized_base_plus_lora():
     assert all(m.lora_A.grad is not None for m in model.modules() if isinstance(m, LoraLinear))
     merge_lora(model)  # QLoRA merges into a dense layer from the dequantized weight
     torch.testing.assert_close(model(ids).logits, reference(ids).logits, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("variant", [{}, {"dora": True}])
+def test_the_decode_step_reads_lora_layers_merged(variant):
+    """The one-token decode step folds each adapter into a fused dense matrix (q/k/v and gate/up too) and
+    decodes what the wrapped model computes; with adapters off it decodes the base; a quantized base stays
+    unmerged (called as modules)."""
+    from slmkit.infer import ModelRunner
+    from slmkit.quant.kernels import DenseKernel, ModuleKernel
+
+    model = _model(norm="rmsnorm", mlp="swiglu", positions="rope")
+    add_lora(model, LoraConfig(r=4, alpha=8, targets=["all-linear"], **variant))
+    _randomise_adapters(model)
+    ids = torch.randint(0, model.config.vocab_size, (2, 10), generator=torch.Generator().manual_seed(3))
+
+    def decoded(runner):
+        cache = runner.new_cache(2, 16)
+        first = runner.forward(ids[:, :4], cache)
+        return torch.stack([first] + [runner.forward(ids[:, t:t + 1], cache) for t in range(4, 10)], 1)
+
+    with torch.no_grad():
+        runner = ModelRunner(model)
+        assert isinstance(runner.fast.layers[0].qkv, DenseKernel) and isinstance(runner.fast.layers[0].down, DenseKernel)
+        torch.testing.assert_close(decoded(runner), model(ids).logits[:, 3:], rtol=1e-4, atol=1e-4)
+        with lora_disabled(model):
+            base = decoded(ModelRunner(model))
+            torch.testing.assert_close(base, model(ids).logits[:, 3:], rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(base, decoded(runner), atol=1e-3)  # the adapters change the logits
+    quantized = _model(norm="rmsnorm", mlp="swiglu", positions="rope")
+    quantize_model(quantized, "nf4")
+    add_lora(quantized, LoraConfig(r=4, alpha=8, targets=["all-linear"], **variant))
+    assert isinstance(ModelRunner(quantized).fast.layers[0].qkv, ModuleKernel)

@@ -75,3 +75,32 @@ def test_a_module_can_offer_its_own_kernel():
     assert type(kernel) is DenseKernel
     x = torch.randn(2, 64)
     torch.testing.assert_close(kernel.matmul(x), _reference([base], x))
+
+
+def test_a_wrapper_with_an_inference_weight_fuses_with_plain_layers():
+    """A layer offering inference_weight() (a LoRA projection) joins plain float32 layers in one dense matrix;
+    offering None (a quantized base) falls back to calling the modules."""
+    first, second = _linears([16, 8], bias=True)
+    folded = torch.randn(8, 64)
+
+    class Folded(nn.Module):
+        in_features, out_features = 64, 8
+
+        def __init__(self, offer):
+            super().__init__()
+            self.offer = offer
+
+        def forward(self, x):
+            return x @ folded.t() + second.bias
+
+        def inference_weight(self):
+            return (folded, second.bias) if self.offer else None
+
+    x = torch.randn(3, 64)
+    want = torch.cat([first(x), x @ folded.t() + second.bias], -1)
+    fused = linear_kernel([first, Folded(True)])
+    assert type(fused) is DenseKernel and fused.out_features == 24
+    torch.testing.assert_close(fused.matmul(x), want)
+    called = linear_kernel([first, Folded(False)])
+    assert type(called) is ModuleKernel
+    torch.testing.assert_close(called.matmul(x), want)

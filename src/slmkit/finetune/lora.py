@@ -132,6 +132,16 @@ class LoraLinear(nn.Module):
         return merged
 
     @torch.no_grad()
+    def inference_weight(self) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """(weight, bias) as the decode step reads a plain layer (quant/kernels.py): the float32 base with the
+        update folded in, computed now (a snapshot); None for a quantized base, whose dense copy would undo
+        the memory it saves (the step then calls this module as it is)."""
+        if not isinstance(self.base, nn.Linear) or self.base.weight.dtype != torch.float32:
+            return None
+        weight = self.base.weight if self.merged or not self.enabled else self.merged_weight()
+        return weight.detach(), self.base.bias
+
+    @torch.no_grad()
     def merge(self) -> None:
         if self.merged:
             return

@@ -13,7 +13,9 @@ the same input:
 - layers of one class that offer `concat` (several layers as one) and `as_linear_kernel()` (their
   fastest form, or None): int8 / int4 give torch's CPU kernels with bf16 activations on the
   concatenated codes (`slmkit.quant.linear`); a future wrapped projection can offer the same;
-- anything else that maps [.., in] -> [.., out] (NF4, a LoRA-wrapped projection, a CUDA quantized
+- wrappers that offer `inference_weight()` -> (float32 weight, bias) or None: read as plain layers (a LoRA
+  projection on a float32 base gives its merged weight, a snapshot: the step is rebuilt after an update);
+- anything else that maps [.., in] -> [.., out] (NF4, a LoRA projection on a quantized base, a CUDA quantized
   layer): `ModuleKernel`, which calls the modules as they are — correct, just not fused.
 """
 
@@ -43,14 +45,26 @@ class DenseKernel(LinearKernel):
     """Float weights as one [in, out] matrix (several layers' rows concatenated), plus an optional bias."""
 
     def __init__(self, linears: list[nn.Linear], copy_limit: int | None = None):
-        weight = linears[0].weight.detach() if len(linears) == 1 else torch.cat([m.weight.detach() for m in linears])
+        self._build([(m.weight.detach(), m.bias) for m in linears], copy_limit)
+
+    @classmethod
+    def from_weights(cls, pairs: list[tuple[torch.Tensor, torch.Tensor | None]],
+                     copy_limit: int | None = None) -> "DenseKernel":
+        """(weight [out, in], bias or None) per layer: layers that are not nn.Linear but read as one."""
+        kernel = cls.__new__(cls)
+        kernel._build(pairs, copy_limit)
+        return kernel
+
+    def _build(self, pairs, copy_limit) -> None:
+        weights = [w.detach() for w, _ in pairs]
+        weight = weights[0] if len(weights) == 1 else torch.cat(weights)
         self.weight = matvec_layout(weight, copy_limit)
         self.out_features = weight.shape[0]
         self.bias = None
-        if any(m.bias is not None for m in linears):
-            self.bias = torch.cat([m.bias.detach() if m.bias is not None
-                                   else torch.zeros(m.out_features, dtype=weight.dtype, device=weight.device)
-                                   for m in linears])
+        if any(b is not None for _, b in pairs):
+            self.bias = torch.cat([b.detach() if b is not None
+                                   else torch.zeros(w.shape[0], dtype=weight.dtype, device=weight.device)
+                                   for w, b in pairs])
 
     def matmul(self, x, out=None):
         if self.bias is None:
@@ -113,11 +127,21 @@ def matvec_layout(weight: torch.Tensor, copy_limit: int | None = None) -> torch.
     return weight.detach().t()
 
 
+def dense_form(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """(weight [out, in], bias) of a layer the decode step may read as a float32 matrix, or None: a plain
+    float32 nn.Linear, or a wrapper that offers `inference_weight()` (a LoRA layer: its update folded in)."""
+    if type(module) is nn.Linear:
+        return (module.weight, module.bias) if module.weight.dtype == torch.float32 else None
+    offer = getattr(module, "inference_weight", None)
+    return offer() if offer is not None else None
+
+
 def linear_kernel(modules: list[nn.Module], copy_limit: int | None = None) -> LinearKernel:
     """The fastest kernel for `modules` (linear layers reading the same input), outputs concatenated."""
+    dense = [dense_form(m) for m in modules]
+    if all(d is not None and d[0].dtype == torch.float32 for d in dense):
+        return DenseKernel.from_weights(dense, copy_limit)
     kinds = {type(m) for m in modules}
-    if kinds == {nn.Linear} and all(m.weight.dtype == torch.float32 for m in modules):
-        return DenseKernel(modules, copy_limit)
     kind = next(iter(kinds))
     one = modules[0] if len(modules) == 1 else None
     if one is None and len(kinds) == 1 and hasattr(kind, "concat"):
