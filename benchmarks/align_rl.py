@@ -3,7 +3,8 @@
 1. Quality: configs/grpo.yaml and configs/ppo.yaml as they are (rules:story+finished, LoRA r 16, 10 training
    minutes by train.max_minutes) on the demo SFT adapter (bench_finetune's cache), prompts from the bundled
    instruction set (4000 train; the first 48 held-out prompts for val_reward: one greedy completion each,
-   rewarded by the same rules, at steps 0, 25, 50, ... and at the end).
+   rewarded by the same rules, at steps 0, 25, 50, ... and at the end). Prompts longer than the demo's
+   256-token context minus 160 new tokens (the story questions, which quote a whole story) are skipped.
 2. Speed: GRPO rollouts (4 prompts x group 4, <= 160 new tokens, temperature 1, a fresh LoRA r 16 on the merged
    SFT model, fp32) through slmkit's batched engine — the `rollout_tokens_per_s` that `slm rl` logs — against TRL
    GRPOTrainer's generation (transformers' generate with its KV cache, TRL's default without vLLM) on the same
@@ -53,7 +54,8 @@ def rl_quality(algorithm: str, sft: Path, overrides: list[str]) -> dict:
              if r["kind"] == "eval" and "val_reward" in r]
     return {**header, "algorithm": algorithm, "overrides": overrides, "reward": cfg.reward, "wall_seconds": wall,
             "summary": next((s for s in lines if s.startswith(algorithm.upper())), ""), "curve": curve,
-            "result": {k: result.get(k) for k in ("status", "step", "train_seconds", "val_reward", "val_finished")},
+            "result": {k: result.get(k) for k in ("status", "step", "train_seconds", "val_reward", "val_finished",
+                                                   "val_prompts")},
             "train_reward": _window_means([r["reward"] for r in train]),
             "kl_end": train[-1].get("kl") if train else None,
             "rollout_tokens_per_s": statistics.median(r["rollout_tokens_per_s"] for r in train) if train else None,
@@ -154,7 +156,8 @@ def render_rl(raw: dict) -> list[str]:
                   f"thread(s), load {q['load_start']:.2f} -> {q['load_end']:.2f}. `{q['summary']}`", "",
                   f"{algorithm.upper()} ({r['status']} at step {r['step']}, {r['train_seconds'] / 60:.1f} training "
                   f"minutes, {q['wall_seconds'] / 60:.1f} wall minutes with evaluation), reward `{q['reward']}` "
-                  f"(0-2): held-out reward **{first:.3f} -> {last:.3f}** on {EVAL_PROMPTS} prompts (greedy).", "",
+                  f"(0-2): held-out reward **{first:.3f} -> {last:.3f}** on {r.get('val_prompts')} prompts (greedy; "
+                  f"the first {EVAL_PROMPTS} held-out ones that leave room for the completion).", "",
                   "| step | held-out reward | held-out finished |", "|---|---|---|"]
         lines += [f"| {s} | {v:.3f} | {f:.3f} |" if f is not None else f"| {s} | {v:.3f} | |" for s, v, f in curve]
         lines += ["", "Training reward (sampled, temperature 1), mean of each quarter of the run: "

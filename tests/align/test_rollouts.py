@@ -11,7 +11,7 @@ from slmkit.align.rule_rewards import Rollout, make_reward
 from slmkit.errors import ConfigError, DataError
 from slmkit.loading import load_model
 from slmkit.tokenizer import load_tokenizer
-from slmkit.tokenizer.chat_template import with_default_chat_template
+from slmkit.tokenizer.chat_template import render_chat, with_default_chat_template
 from slmkit.finetune.adapter import resize_vocabulary
 from tests.finetune.tiny_workspace import make_workspace
 
@@ -86,8 +86,14 @@ def test_bad_inputs(setup, tmp_path):
     model, tok, prompts = setup
     with pytest.raises(DataError, match="whole groups"):
         RolloutBatches(model, tok, prompts, None, GRPOSettings(group_size=3), 4)
-    with pytest.raises(DataError, match="does not fit the context"):
+    with pytest.raises(DataError, match="no prompt fits: with max_new_tokens 600"):
         RolloutBatches(model, tok, prompts, None, GRPOSettings(max_new_tokens=600), 4)
+    lengths = [len(tok.encode(render_chat(tok, p.messages))) for p in prompts]
+    settings = GRPOSettings(max_new_tokens=model.config.max_seq_len - max(lengths) + 1)
+    longest = lengths.count(max(lengths))
+    with pytest.warns(UserWarning, match=rf"{longest} of {len(prompts)} prompts have more than"):
+        kept = RolloutBatches(model, tok, prompts, None, settings, 4)  # only the longest are skipped
+    assert len(kept.prompts) == len(prompts) - longest and len(kept.prompt_ids) == len(kept.prompts)
     with pytest.raises(ConfigError, match="unknown reward rule 'tidy'"):
         make_reward("rules:story+tidy")
     with pytest.raises(ConfigError, match="neither rules"):

@@ -79,8 +79,9 @@ def rl(cfg: RLConfig, log=print) -> dict:
         t.sample_prompts = chat_sample_prompts(tokenizer, t.sample_prompts)
         n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
         log(f"{cfg.algorithm.upper()} ({settings.group_size} completion(s) per prompt, {rows // settings.group_size} "
-            f"prompts per step, reference {mode}, reward {cfg.reward}) of {cfg.policy}: {len(prompts)} prompts "
-            f"({len(held)} held out), {n_train:,} trainable parameters" + (f", {n_lora} LoRA layers" if n_lora else ""))
+            f"prompts per step, reference {mode}, reward {cfg.reward}) of {cfg.policy}: {len(train_data.prompts)} prompts "
+            f"({len(held_out.prompts) if held else 0} held out), {n_train:,} trainable parameters"
+            + (f", {n_lora} LoRA layers" if n_lora else ""))
         trainer = Trainer(cfg, model, train_data, None, tokenizer=tokenizer, tokenizer_dir=tok_dir, loss_fn=objective,
                           dist=dist, device=device, log=log, weights=weights, eval_fn=eval_fn)
         return trainer.fit()

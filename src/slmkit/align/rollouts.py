@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -49,22 +50,28 @@ class RolloutBatches:
         self.settings, self.rows_per_step, self.seed, self.reference, self.device = \
             settings, rows_per_step, seed, reference, device
         self.postprocess = postprocess or grpo_postprocess  # adds the advantages (and what the loss needs) to a batch
-        self.prompt_ids = [tokenizer.encode(render_chat(tokenizer, p.messages, add_generation_prompt=True))
-                           for p in prompts]
-        self._check_lengths(policy.config.max_seq_len)
+        encoded = [tokenizer.encode(render_chat(tokenizer, p.messages, add_generation_prompt=True)) for p in prompts]
+        self.prompts, self.prompt_ids = self._fitting(prompts, encoded, policy.config.max_seq_len)
         self.eos_ids = eos_ids_for(tokenizer)
         self.pad_id = tokenizer.eos_id if tokenizer.eos_id is not None else 0
         self.fingerprint = hashlib.sha256(repr(self.prompt_ids).encode()).hexdigest()[:16]
         self.epoch, self.position, self.draws = 0, 0, 0
         self.replay: tuple[dict, int] | None = None  # (batch, steps it still serves)
 
-    def _check_lengths(self, context: int) -> None:
+    def _fitting(self, prompts: list[PromptRecord], encoded: list[list[int]], context: int):
+        """The prompts that leave room for max_new_tokens in the context (the rest skipped with a warning: a
+        cut prompt would lose what the request says); an error when none does."""
         limit = context - self.settings.max_new_tokens
-        for i, ids in enumerate(self.prompt_ids):
-            if len(ids) > limit:
-                raise DataError(f"prompt {i} has {len(ids)} tokens: with grpo.max_new_tokens "
-                                f"{self.settings.max_new_tokens} it does not fit the context of {context}; shorten "
-                                "it or lower max_new_tokens")
+        keep = [i for i, ids in enumerate(encoded) if len(ids) <= limit]
+        if not keep:
+            raise DataError(f"no prompt fits: with max_new_tokens {self.settings.max_new_tokens} and the context of "
+                            f"{context} a prompt may have {limit} tokens, the shortest has {min(map(len, encoded))}; "
+                            "lower max_new_tokens or use shorter prompts")
+        if len(keep) < len(encoded):
+            warnings.warn(f"{len(encoded) - len(keep)} of {len(encoded)} prompts have more than {limit} tokens "
+                          f"(context {context} - max_new_tokens {self.settings.max_new_tokens}) and were skipped",
+                          stacklevel=3)
+        return [prompts[i] for i in keep], [encoded[i] for i in keep]
 
     # --- the batch-source interface --------------------------------------------------------------
     def next_batch(self) -> dict[str, torch.Tensor]:
