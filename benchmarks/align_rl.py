@@ -2,9 +2,9 @@
 
 1. Quality: configs/grpo.yaml and configs/ppo.yaml as they are (rules:story+finished, LoRA r 16, 10 training
    minutes by train.max_minutes) on the demo SFT adapter (bench_finetune's cache), prompts from the bundled
-   instruction set (4000 train; the first 48 held-out prompts for val_reward: one greedy completion each,
-   rewarded by the same rules, at steps 0, 25, 50, ... and at the end). Prompts longer than the demo's
-   256-token context minus 160 new tokens (the story questions, which quote a whole story) are skipped.
+   instruction set (4000 train; of the first 150 held-out prompts, those that fit, for val_reward: one greedy
+   completion each, rewarded by the same rules, at steps 0, 25, 50, ... and at the end). Prompts longer than the
+   demo's 256-token context minus 160 new tokens (story questions quoting a whole story) are skipped.
 2. Speed: GRPO rollouts (4 prompts x group 4, <= 160 new tokens, temperature 1, a fresh LoRA r 16 on the merged
    SFT model, fp32) through slmkit's batched engine — the `rollout_tokens_per_s` that `slm rl` logs — against TRL
    GRPOTrainer's generation (transformers' generate with its KV cache, TRL's default without vLLM) on the same
@@ -29,7 +29,7 @@ from slmkit.align.prompt_data import load_prompts
 from slmkit.align.rl_run import rl
 
 CACHE = ft.CACHE
-RL_MINUTES, EVAL_PROMPTS = 10, 48
+RL_MINUTES, EVAL_PROMPTS = 10, 150
 SPEED_STEPS, SPEED_PROMPTS, SPEED_GROUP, SPEED_NEW = 4, 4, 4, 160
 ROLLOUT_SPEED_GOAL = 3.0
 

@@ -25,7 +25,7 @@ def token_logps(model, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def logps_from_hidden(model, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """token_logps from final hidden states [rows, width, d_model] already computed (PPO reads values from them too)."""
     mask = labels != IGNORE_INDEX
-    logits = unwrap(model).head(hidden[mask]).float()  # [scored tokens, vocab]
+    logits = unwrap(model).logits(hidden[mask]).float()  # [scored tokens, vocab]
     scored = logits.log_softmax(-1).gather(-1, labels[mask].unsqueeze(-1)).squeeze(-1)
     out = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
     return out.masked_scatter(mask, scored)

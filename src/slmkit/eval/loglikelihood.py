@@ -146,7 +146,7 @@ class LoglikelihoodScorer:
         with self.autocast():
             hidden = self.model(batch.ids, positions=batch.positions, attention_mask=batch.mask,
                                 hidden_only=True).hidden
-            logits = self.model.head(hidden[batch.predict_rows, batch.predict_cols])
+            logits = self.model.logits(hidden[batch.predict_rows, batch.predict_cols])
         logprobs = logits.float().log_softmax(-1)
         target = torch.tensor([t for r in batch.requests for t in r.continuation], device=logprobs.device)
         picked = logprobs.gather(1, target[:, None]).squeeze(1).double()

@@ -105,6 +105,7 @@ class OneTokenStep:
 
         self.embed = model.embed.weight.detach()
         self.head = linear_kernel([model.head], HEAD_COPY_LIMIT)
+        self.softcap = c.logit_softcap
         self.final_norm, self.final_eps = model.final_norm.weight.detach(), scalar(model.final_norm.eps)
         self.layers = [LayerWeights(
             b.attn_norm.weight.detach(), scalar(b.attn_norm.eps),
@@ -180,7 +181,10 @@ class OneTokenStep:
         for b in range(B):
             cache.lengths[row0 + b] += 1
         self._rms_norm(buf, self.final_norm, self.final_eps)
-        return self.head.matmul(h)
+        logits = self.head.matmul(h)
+        if self.softcap is not None:  # Decoder.logits' cap * tanh(logits / cap)
+            logits = logits.div_(self.softcap).tanh_().mul_(self.softcap)
+        return logits
 
     def _rms_norm(self, buf: _Buffers, weight: torch.Tensor, eps: torch.Tensor) -> None:
         # h = x * rsqrt(mean(x^2) + eps) * weight, for every row: eps + x.x / d in one batched matmul

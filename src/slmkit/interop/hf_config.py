@@ -127,7 +127,7 @@ def export_architecture(config: ModelConfig) -> str:
     """The HF architecture that represents `config` exactly, or CheckpointError naming the field in the way."""
     c = config
     if c.positions == "learned":
-        wanted = dict(norm="layernorm", mlp="gelu", tie_embeddings=True, attn_qkv_bias=True, attn_out_bias=True,
+        wanted = dict(norm="layernorm", mlp="gelu", logit_softcap=None, tie_embeddings=True, attn_qkv_bias=True, attn_out_bias=True,
                       mlp_bias=True, qk_norm=False, n_experts=0, n_kv_heads=c.n_heads, head_dim=c.d_model // c.n_heads)
         _require(c, GPT2, wanted)
         return GPT2
@@ -135,7 +135,7 @@ def export_architecture(config: ModelConfig) -> str:
         raise CheckpointError(f"positions={c.positions!r} has no Hugging Face equivalent among {', '.join(ARCHITECTURES)}")
     if c.rope_scaling == "ntk":
         raise CheckpointError("rope_scaling='ntk' (static NTK) has no Hugging Face equivalent; use yarn or linear")
-    common = dict(norm="rmsnorm", mlp="swiglu")
+    common = dict(norm="rmsnorm", mlp="swiglu", logit_softcap=None)
     if c.is_moe:
         _require(c, QWEN3_MOE, dict(common, qk_norm=True, n_shared_experts=0, mlp_bias=False,
                                     attn_out_bias=c.attn_qkv_bias))

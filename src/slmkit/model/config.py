@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 NORMS = ("rmsnorm", "layernorm")
-MLPS = ("swiglu", "gelu")
+MLPS = ("swiglu", "gelu", "relu2")
 POSITIONS = ("rope", "learned", "sinusoidal")
 ROPE_SCALINGS = ("none", "linear", "ntk", "yarn", "llama3")
 
@@ -33,7 +33,7 @@ class ModelConfig:
     # --- layer kinds ---
     norm: str = "rmsnorm"  # rmsnorm | layernorm
     norm_eps: float = 1e-6
-    mlp: str = "swiglu"  # swiglu (gate*up, SiLU) | gelu (GPT-2's tanh-approximated GELU)
+    mlp: str = "swiglu"  # swiglu (gate*up, SiLU) | gelu (GPT-2's tanh-approximated GELU) | relu2 (ReLU squared)
     positions: str = "rope"  # rope | learned | sinusoidal
     rope_theta: float = 10000.0
     rope_scaling: str = "none"  # none | linear | ntk (static NTK-aware base) | yarn | llama3
@@ -45,6 +45,7 @@ class ModelConfig:
     rope_high_freq_factor: float = 4.0  # llama3 scaling
     qk_norm: bool = False  # RMSNorm on each query/key head (Qwen3)
     tie_embeddings: bool = True  # output head shares the token embedding matrix
+    logit_softcap: float | None = None  # logits = cap * tanh(logits / cap) (Gemma 2, modded-nanogpt); None: off
 
     # --- biases (GPT-2 has all three; Qwen2 only qkv; Llama/Qwen3 none) ---
     attn_qkv_bias: bool = False
@@ -54,6 +55,7 @@ class ModelConfig:
     # --- training-time behaviour ---
     dropout: float = 0.0  # embedding, attention-probability and residual dropout
     init_std: float = 0.02  # residual projections get init_std / sqrt(2 * n_layers) (GPT-2)
+    zero_init_residual: bool = False  # attention and MLP output projections start at zero (modded-nanogpt)
     gradient_checkpointing: bool = False  # recompute each block in backward to save activation memory
 
     # --- mixture of experts (n_experts == 0 -> dense) ---
@@ -104,6 +106,8 @@ class ModelConfig:
             raise ValueError(f"norm_eps must be positive, got {self.norm_eps}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.logit_softcap is not None and not self.logit_softcap > 0:
+            raise ValueError(f"logit_softcap must be positive (or null: off), got {self.logit_softcap}")
         if self.init_std <= 0:
             raise ValueError(f"init_std must be positive, got {self.init_std}")
         if self.n_experts < 0 or self.n_shared_experts < 0:

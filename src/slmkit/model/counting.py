@@ -52,7 +52,7 @@ def count_parameters(config: ModelConfig) -> dict[str, int]:
 def _dense_mlp_params(c: ModelConfig) -> int:
     if c.mlp == "swiglu":
         return 3 * c.d_model * c.d_ff + (2 * c.d_ff + c.d_model) * c.mlp_bias
-    return 2 * c.d_model * c.d_ff + (c.d_ff + c.d_model) * c.mlp_bias
+    return 2 * c.d_model * c.d_ff + (c.d_ff + c.d_model) * c.mlp_bias  # gelu, relu2: up and down
 
 
 def matmul_parameters(config: ModelConfig) -> int:

@@ -62,7 +62,11 @@ class Decoder(nn.Module):
         # so the residual's variance does not grow with depth.
         residual_std = std / math.sqrt(2 * self.config.n_layers)
         if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, 0.0, residual_std if getattr(module, "is_residual_projection", False) else std)
+            residual = getattr(module, "is_residual_projection", False)
+            if residual and self.config.zero_init_residual:  # each block starts as the identity
+                nn.init.zeros_(module.weight)
+            else:
+                nn.init.normal_(module.weight, 0.0, residual_std if residual else std)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
@@ -70,7 +74,10 @@ class Decoder(nn.Module):
         elif isinstance(module, Experts):
             nn.init.normal_(module.gate_proj, 0.0, std)
             nn.init.normal_(module.up_proj, 0.0, std)
-            nn.init.normal_(module.down_proj, 0.0, residual_std)
+            if self.config.zero_init_residual:
+                nn.init.zeros_(module.down_proj)
+            else:
+                nn.init.normal_(module.down_proj, 0.0, residual_std)
 
     def forward(
         self,
@@ -104,7 +111,7 @@ class Decoder(nn.Module):
         last_logits_only: return logits for the last position only ([batch, 1, vocab]), which is all
             generation needs after a prefill; ignored when targets are given.
         hidden_only: return the final-norm hidden states (`hidden`) instead of logits, for a caller that
-            needs logits at a few positions only (`model.head(hidden[rows, cols])`); ignored with targets.
+            needs logits at a few positions only (`model.logits(hidden[rows, cols])`); ignored with targets.
         """
         mask, positions, step, attention_mask = self._plan_attention(ids, attention_mask, positions, document_ids,
                                                                      cache, cache_row)
@@ -136,9 +143,9 @@ class Decoder(nn.Module):
         if hidden_only and targets is None:
             out.hidden = x
         elif targets is not None and loss_chunk_size:
-            out.loss = chunked_cross_entropy(x, self.head, targets, loss_chunk_size)
+            out.loss = chunked_cross_entropy(x, self.logits, targets, loss_chunk_size)
         else:
-            out.logits = self.head(x[:, -1:] if last_logits_only and targets is None else x)
+            out.logits = self.logits(x[:, -1:] if last_logits_only and targets is None else x)
             if targets is not None:
                 out.loss = cross_entropy(out.logits, targets)
         if all_router_logits:
@@ -188,6 +195,13 @@ class Decoder(nn.Module):
         if positions is None:
             positions = torch.arange(seq, device=ids.device)[None]
         return mask, positions, step, attention_mask
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Final-norm hidden states [..., d_model] -> logits [..., vocab]: the head, then the soft cap
+        cap * tanh(logits / cap) when config.logit_softcap is set (it bounds every logit in (-cap, cap))."""
+        logits = self.head(hidden)
+        cap = self.config.logit_softcap
+        return logits if cap is None else cap * torch.tanh(logits / cap)
 
     # --- conveniences -----------------------------------------------------------------------------
     def num_parameters(self, non_embedding: bool = False) -> int:

@@ -14,11 +14,11 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float().flatten(0, -2), targets.flatten(), ignore_index=IGNORE_INDEX)
 
 
-def chunked_cross_entropy(hidden: torch.Tensor, head: torch.nn.Module, targets: torch.Tensor, chunk_size: int) -> torch.Tensor:
+def chunked_cross_entropy(hidden: torch.Tensor, head, targets: torch.Tensor, chunk_size: int) -> torch.Tensor:
     """The same mean loss as `cross_entropy(head(hidden), targets)`, `chunk_size` positions at a time.
 
-    hidden: [batch, seq, d_model]; targets: [batch, seq]. Each chunk's logits [batch, chunk, vocab] are
-    recomputed in backward (activation checkpointing) instead of being kept, so peak memory holds one
+    hidden: [batch, seq, d_model]; head: hidden -> logits (the decoder's `logits`); targets: [batch, seq].
+    Each chunk's logits [batch, chunk, vocab] are recomputed in backward (activation checkpointing) instead of being kept, so peak memory holds one
     chunk of logits: with a 151K vocabulary that is the difference between gigabytes and megabytes.
     """
     total = hidden.new_zeros((), dtype=torch.float32)
@@ -33,6 +33,6 @@ def chunked_cross_entropy(hidden: torch.Tensor, head: torch.nn.Module, targets: 
     return total / count  # NaN when every target is ignored, as F.cross_entropy's mean is
 
 
-def _summed_loss(hidden: torch.Tensor, head: torch.nn.Module, targets: torch.Tensor) -> torch.Tensor:
+def _summed_loss(hidden: torch.Tensor, head, targets: torch.Tensor) -> torch.Tensor:
     logits = head(hidden).float()
     return F.cross_entropy(logits.flatten(0, -2), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")

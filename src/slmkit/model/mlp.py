@@ -1,4 +1,5 @@
-"""The position-wise feed-forward networks: SwiGLU (Llama, Qwen) and GELU (GPT-2)."""
+"""The position-wise feed-forward networks: SwiGLU (Llama, Qwen), GELU (GPT-2) and ReLU² (Primer; the
+speedrun recipes' MLP: two matrices instead of SwiGLU's three, so a wider hidden layer for the same size)."""
 
 from __future__ import annotations
 
@@ -36,8 +37,23 @@ class GeluMLP(nn.Module):
         return self.down_proj(F.gelu(self.up_proj(x), approximate="tanh"))
 
 
+class ReluSquaredMLP(nn.Module):
+    """down(relu(up(x))^2) (So et al., Primer, 2021)."""
+
+    def __init__(self, d_model: int, d_ff: int, bias: bool = False):
+        super().__init__()
+        self.up_proj = nn.Linear(d_model, d_ff, bias=bias)
+        self.down_proj = nn.Linear(d_ff, d_model, bias=bias)
+        self.down_proj.is_residual_projection = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.relu(self.up_proj(x)).square())
+
+
 def make_mlp(config: ModelConfig, d_ff: int | None = None) -> nn.Module:
     d_ff = d_ff or config.d_ff
     if config.mlp == "swiglu":
         return SwiGLU(config.d_model, d_ff, config.mlp_bias)
+    if config.mlp == "relu2":
+        return ReluSquaredMLP(config.d_model, d_ff, config.mlp_bias)
     return GeluMLP(config.d_model, d_ff, config.mlp_bias)
