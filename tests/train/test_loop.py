@@ -9,6 +9,7 @@ import torch
 from slmkit.train import Trainer, TrainingDiverged
 from slmkit.train.checkpointing import list_checkpoints
 from slmkit.train.weights import FullWeights
+from slmkit.train.config import TrainConfig
 from slmkit.train.optim import parameter_groups
 from slmkit.train.run import build_loaders, build_model
 from tests.train.conftest import run_config
@@ -126,7 +127,8 @@ def test_no_weight_decay_on_norms_biases_embeddings():
     model = Decoder(ModelConfig(vocab_size=64, d_model=32, n_layers=1, n_heads=4, d_ff=48, max_seq_len=64,
                                 norm="layernorm", mlp="gelu", positions="learned", attn_qkv_bias=True,
                                 mlp_bias=True, tie_embeddings=True))
-    decay, no_decay = parameter_groups(model, 0.1)
+    (decay, no_decay), muon = parameter_groups(model, TrainConfig(weight_decay=0.1))
+    assert muon == []
     names = {id(p): n for n, p in model.named_parameters()}
     decayed = {names[id(p)] for p in decay["params"]}
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0

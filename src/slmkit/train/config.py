@@ -45,6 +45,8 @@ class TrainConfig:
     time_schedule: bool = False
 
     # --- optimizer (torch AdamW; no weight decay on norms, biases and embeddings) ---
+    optimizer: Literal["adamw", "muon"] = "adamw"  # muon: torch.optim.Muon for the blocks' matrices, AdamW
+    # for the rest (embeddings, head, norms, biases)
     lr: float = 1e-3
     min_lr: float | None = None  # absolute floor of the decay; None -> lr * min_lr_ratio
     min_lr_ratio: float = 0.1
@@ -54,6 +56,10 @@ class TrainConfig:
     eps: float = 1e-8
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping (the norm is still logged)
     fused_optimizer: bool = True  # torch's fused (or foreach) AdamW kernels where available
+    muon_lr: float = 0.02  # peak lr of the Muon matrices (the schedule scales it with lr)
+    muon_momentum: float = 0.95
+    embed_lr: float | None = None  # peak lr of the embeddings (None -> lr); a tied head shares it
+    head_lr: float | None = None  # peak lr of an untied output head (None -> lr)
 
     # --- schedule, stepped once per optimizer step ---
     schedule: Literal["cosine", "wsd", "constant"] = "cosine"
@@ -110,8 +116,12 @@ class TrainConfig:
         for name in ("warmup_steps", "checkpoint_every", "eval_every", "keep_last", "sample_tokens"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        for name in ("lr", "muon_lr", "embed_lr", "head_lr"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        if not 0.0 <= self.muon_momentum < 1.0:
+            raise ValueError(f"muon_momentum must be in [0, 1), got {self.muon_momentum}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.min_lr is not None and not 0.0 <= self.min_lr <= self.lr:

@@ -26,11 +26,16 @@ FULL_ON_CPU = StateDictOptions(full_state_dict=True, cpu_offload=True)
 FULL = StateDictOptions(full_state_dict=True)
 
 
+def torch_optimizers(optimizer):
+    """What torch's state-dict helpers take: the optimizer, or the list a CombinedOptimizer (optim.py) holds."""
+    return getattr(optimizer, "optimizers", optimizer)
+
+
 def gather_state(model, optimizer, dist) -> tuple[dict, dict, list]:
     """(model state, optimizer state keyed by parameter name, [rng state per rank]); collective."""
     module = unwrap(model)
     model_state = get_model_state_dict(module, options=FULL_ON_CPU)
-    optimizer_state = get_optimizer_state_dict(module, optimizer, options=FULL_ON_CPU)
+    optimizer_state = get_optimizer_state_dict(module, torch_optimizers(optimizer), options=FULL_ON_CPU)
     rng = ckpt.rng_state()
     if dist.enabled:
         ranks = [None] * dist.world_size
@@ -54,7 +59,7 @@ def restore_state(directory, model, optimizer, scaler, model_config, dist, weigh
                               "was it trained with a different model config?") from None
     files, rng = ckpt.load_training_files(directory)
     try:
-        set_optimizer_state_dict(module, optimizer, files["optimizer"], options=FULL)
+        set_optimizer_state_dict(module, torch_optimizers(optimizer), files["optimizer"], options=FULL)
     except (RuntimeError, KeyError, ValueError) as e:
         raise CheckpointError(f"{directory}: the optimizer state does not fit ({str(e).splitlines()[0]})") from None
     if scaler is not None and files.get("scaler"):
