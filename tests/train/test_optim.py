@@ -98,3 +98,22 @@ def test_a_muon_run_resumes_bitwise(data_dir, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     at_4 = load_file(str(tmp_path / "cut" / "checkpoints" / checkpoint_name(4) / "model.safetensors"))
     assert not all(torch.equal(a[k], at_4[k]) for k in a)  # it trained past the checkpoint
+
+
+def test_muon_under_fsdp_is_refused(tmp_path):
+    """FSDP shards each matrix across ranks; Muon needs the whole matrix to orthogonalise it."""
+    import torch.distributed as torch_dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    from slmkit.errors import ConfigError
+
+    torch_dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        model = Decoder(tiny_config())
+        fully_shard(model, mesh=init_device_mesh("cpu", (1,)))
+        with pytest.raises(ConfigError, match="FSDP shards them: use train.parallel=ddp"):
+            build_optimizer(model, TrainConfig(optimizer="muon"), torch.device("cpu"))
+        assert build_optimizer(model, TrainConfig(), torch.device("cpu")) is not None  # AdamW is fine
+    finally:
+        torch_dist.destroy_process_group()

@@ -90,6 +90,9 @@ def build_optimizer(model: nn.Module, train_cfg, device: torch.device):
     if not hasattr(torch.optim, "Muon"):
         raise ConfigError(f"train.optimizer=muon needs torch.optim.Muon (torch >= 2.9); torch {torch.__version__} "
                           "has none: upgrade torch or use train.optimizer=adamw")
+    if any(type(p).__name__ == "DTensor" for g in muon_groups for p in g["params"]):
+        raise ConfigError("train.optimizer=muon orthogonalises whole matrices, and FSDP shards them: use "
+                          "train.parallel=ddp with Muon (or train.optimizer=adamw with FSDP)")
     muon = torch.optim.Muon(muon_groups, lr=train_cfg.muon_lr, weight_decay=train_cfg.weight_decay,
                             momentum=train_cfg.muon_momentum)
     return CombinedOptimizer([muon] + ([adamw] if adamw is not None else []))
