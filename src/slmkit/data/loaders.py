@@ -7,7 +7,9 @@
 
 Train windows (nanoGPT's get_batch) start at uniform random token positions of the split,
 drawn from a generator seeded by (seed, rank, step): batch k is the same whenever it is drawn,
-so the state is just the step count. Eval batches score each document of the split alone, in
+so the state is just the step count. With `window_start="document"` each window starts at a document's
+end-of-text token instead (a uniformly drawn document that fits a whole window before the split ends), so
+the model always reads a story from its first token, as the evaluation scores documents. Eval batches score each document of the split alone, in
 lm-eval's rolling windows packed into rows (rolling_windows.py): over all ranks, every token of every
 document is a target exactly once.
 """
@@ -75,18 +77,39 @@ class TrainBatches:
     """Endless random windows of `seq_len + 1` tokens; different ranks draw different windows."""
 
     def __init__(self, data_dir, batch_size: int, seq_len: int, seed: int = 0, split: str = "train",
-                 rank: int | None = None, world_size: int | None = None, tokenizer=None, verify: bool = True):
+                 rank: int | None = None, world_size: int | None = None, tokenizer=None, verify: bool = True,
+                 window_start: str = "random"):
         self.stream = TokenStream(data_dir, split, verify=verify, tokenizer=tokenizer)
         if len(self.stream) < seq_len + 1:
             raise DataError(f"the {split} split has {len(self.stream)} tokens, fewer than seq_len + 1 = {seq_len + 1}")
         self.batch_size, self.seq_len, self.seed = batch_size, seq_len, seed
         self.rank, self.world_size = _resolve_rank(rank, world_size)
         self.step = 0
+        self.document_starts = None
+        if window_start == "document":
+            self.document_starts = self._document_starts()
+        elif window_start != "random":
+            raise DataError(f"window_start must be 'random' or 'document', got {window_start!r}")
+
+    def _document_starts(self) -> np.ndarray:
+        """Positions of the end-of-text tokens that begin a whole window (a document follows each one)."""
+        eos = self.stream.manifest.eos_id  # prepare appends it to every document
+        last = len(self.stream) - self.seq_len - 1
+        starts = np.concatenate([np.flatnonzero(np.asarray(shard) == eos) + offset
+                                 for shard, offset in zip(self.stream.shards, self.stream.starts)])
+        starts = starts[starts <= last]
+        if not len(starts):
+            raise DataError(f"no document of the {self.stream.split} split starts a whole window of "
+                            f"{self.seq_len + 1} tokens: lower seq_len or use window_start='random'")
+        return starts
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(x, y), each [batch_size, seq_len] int64."""
         rng = np.random.default_rng([self.seed, self.rank, self.step])
-        starts = rng.integers(0, len(self.stream) - self.seq_len, size=self.batch_size)
+        if self.document_starts is not None:
+            starts = self.document_starts[rng.integers(0, len(self.document_starts), size=self.batch_size)]
+        else:
+            starts = rng.integers(0, len(self.stream) - self.seq_len, size=self.batch_size)
         windows = np.stack([self.stream.read(int(s), self.seq_len + 1) for s in starts])
         self.step += 1
         return torch.from_numpy(windows[:, :-1].copy()), torch.from_numpy(windows[:, 1:].copy())

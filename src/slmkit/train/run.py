@@ -51,7 +51,7 @@ def build_loaders(cfg: RunConfig, data_dir, tokenizer, world_size: int):
     t = cfg.train
     rows_per_step = t.batch_size * t.grad_accum * world_size
     train = GlobalBatches(TrainBatches(data_dir, rows_per_step, t.seq_len, seed=t.seed, rank=0, world_size=1,
-                                       tokenizer=tokenizer))
+                                       tokenizer=tokenizer, window_start=t.window_start))
     val = None
     if read_manifest(data_dir).split_tokens("val") > 1:
         val = limit_windows(EvalBatches(data_dir, t.eval_batch_size or t.batch_size, t.seq_len, split="val",
