@@ -1,7 +1,7 @@
 """bench_align.py's RL sections: GRPO and PPO on the demo SFT model, and GRPO rollout speed vs TRL.
 
-1. Quality: configs/grpo.yaml and configs/ppo.yaml as they are (rules:story+finished, LoRA r 16, 10 training
-   minutes by train.max_minutes) on the demo SFT adapter (bench_finetune's cache), prompts from the bundled
+1. Quality: configs/grpo.yaml and configs/ppo.yaml as they are (rules:story, temperature 0.7, LoRA r 16, 10
+   training minutes by train.max_minutes) on the demo SFT adapter (bench_finetune's cache), prompts from the bundled
    instruction set (4000 train; of the first 150 held-out prompts, those that fit, for val_reward: one greedy
    completion each, rewarded by the same rules, at steps 0, 25, 50, ... and at the end). Prompts longer than the
    demo's 256-token context minus 160 new tokens (story questions quoting a whole story) are skipped.
@@ -156,7 +156,7 @@ def render_rl(raw: dict) -> list[str]:
                   f"thread(s), load {q['load_start']:.2f} -> {q['load_end']:.2f}. `{q['summary']}`", "",
                   f"{algorithm.upper()} ({r['status']} at step {r['step']}, {r['train_seconds'] / 60:.1f} training "
                   f"minutes, {q['wall_seconds'] / 60:.1f} wall minutes with evaluation), reward `{q['reward']}` "
-                  f"(0-2): held-out reward **{first:.3f} -> {last:.3f}** on {r.get('val_prompts')} prompts (greedy; "
+                  f"(each rule 0 or 1): held-out reward **{first:.3f} -> {last:.3f}** on {r.get('val_prompts')} prompts (greedy; "
                   f"the first {EVAL_PROMPTS} held-out ones that leave room for the completion).", "",
                   "| step | held-out reward | held-out finished |", "|---|---|---|"]
         lines += [f"| {s} | {v:.3f} | {f:.3f} |" if f is not None else f"| {s} | {v:.3f} | |" for s, v, f in curve]
