@@ -36,3 +36,14 @@ def run_dir(tmp_path_factory, tokenizer):
     tokenizer.save(tok_dir)
     model.save_pretrained(path, tokenizer_dir=tok_dir)
     return path
+
+
+def assert_decodes_like_forward(runner, model, ids, prefill: int = 4) -> None:
+    """Prefill `prefill` tokens of `ids` [rows, n] through `runner`, then step one token at a time: each step's
+    logits equal the full forward's at that position."""
+    with torch.no_grad():
+        full = model(ids).logits
+        cache = runner.new_cache(ids.shape[0], ids.shape[1] + 4)
+        runner.forward(ids[:, :prefill], cache)
+        for t in range(prefill, ids.shape[1]):
+            torch.testing.assert_close(runner.forward(ids[:, t:t + 1], cache), full[:, t], rtol=1e-4, atol=1e-4)

@@ -12,7 +12,7 @@ from slmkit.model import KVCache
 from slmkit.quant import quantize_model
 from slmkit.quant.kernels import DenseKernel, ModuleKernel, OpKernel
 
-from .conftest import random_model
+from .conftest import assert_decodes_like_forward, random_model
 
 FAST_FAMILIES = {
     "qwen3": {},
@@ -158,13 +158,7 @@ def test_step_admits_projections_it_can_only_call(kind):
     assert isinstance(runner.fast.layers[0].qkv, ModuleKernel)
     if kind == "wrapped":
         assert isinstance(runner.fast.layers[0].gate_up, DenseKernel)  # the plain layers stay fused
-    ids = torch.randint(0, 300, (2, 12), generator=torch.Generator().manual_seed(5))
-    with torch.no_grad():
-        full = model(ids).logits
-    cache = runner.new_cache(2, 16)
-    runner.forward(ids[:, :4], cache)
-    for t in range(4, 12):
-        torch.testing.assert_close(runner.forward(ids[:, t:t + 1], cache), full[:, t], rtol=1e-4, atol=1e-4)
+    assert_decodes_like_forward(runner, model, torch.randint(0, 300, (2, 12), generator=torch.Generator().manual_seed(5)))
 
 
 def test_step_equals_decoder_forward_with_the_same_cache():

@@ -12,6 +12,7 @@ from slmkit.interop.hf_config import export_architecture
 from slmkit.model import Decoder, ModelConfig
 from slmkit.model.counting import count_parameters
 from slmkit.model.mlp import ReluSquaredMLP
+from tests.infer.conftest import assert_decodes_like_forward
 from tests.model.tiny import tiny_config
 
 
@@ -55,13 +56,7 @@ def test_the_decode_step_applies_the_softcap():
     model = Decoder(tiny_config(init_std=1.0, logit_softcap=3.0)).eval()
     runner = ModelRunner(model)
     assert runner.fast is not None
-    ids = torch.randint(0, 64, (2, 8))
-    with torch.no_grad():
-        full = model(ids).logits
-        cache = runner.new_cache(2, 16)
-        runner.forward(ids[:, :4], cache)
-        for t in range(4, 8):
-            torch.testing.assert_close(runner.forward(ids[:, t:t + 1], cache), full[:, t], rtol=1e-4, atol=1e-4)
+    assert_decodes_like_forward(runner, model, torch.randint(0, 64, (2, 8)))
 
 
 def test_zero_init_makes_every_block_the_identity():

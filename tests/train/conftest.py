@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from slmkit.config import load_config
@@ -77,3 +78,22 @@ def run_slm(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
 
 
 __all__ = ["load_run_config", "recipe", "run_config", "write_recipe", "run_slm", "slm_command", "subprocess_env"]
+
+
+def fit_quietly(cfg, data_dir: Path):
+    """A Trainer for `cfg` on the prepared `data_dir`, run to its end without logging; the Trainer."""
+    from slmkit.train import Trainer
+    from slmkit.train.run import build_loaders, build_model
+
+    trainer = Trainer(cfg, build_model(cfg), build_loaders(cfg, data_dir, None, 1)[0], log=lambda *a, **k: None)
+    trainer.fit()
+    return trainer
+
+
+def assert_same_final_weights(a: Path, b: Path) -> dict:
+    """The two run directories' final model.safetensors hold bitwise equal tensors; returns a's."""
+    from safetensors.torch import load_file
+
+    first, second = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+    return first

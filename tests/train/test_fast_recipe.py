@@ -4,13 +4,11 @@ follows the clock, and such runs resume closely, not bitwise)."""
 
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file
 
 from slmkit.train import Trainer, load_run_config
 from slmkit.train.config import run_config_from_dict
 from slmkit.train.run import build_loaders, build_model
-from tests.train.conftest import recipe
+from tests.train.conftest import assert_same_final_weights, fit_quietly, recipe
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -37,8 +35,7 @@ def fast_config(data_dir, out, **train):
 
 def test_a_fast_run_resumes_bitwise(data_dir, tmp_path):
     settings = dict(max_steps=8, checkpoint_every=4, keep_last=5, keep_best=False, warmup_steps=2)
-    whole = fast_config(data_dir, tmp_path / "whole", **settings)
-    Trainer(whole, build_model(whole), build_loaders(whole, data_dir, None, 1)[0], **QUIET).fit()
+    fit_quietly(fast_config(data_dir, tmp_path / "whole", **settings), data_dir)
     first = fast_config(data_dir, tmp_path / "cut", **settings)
     trainer = Trainer(first, build_model(first), build_loaders(first, data_dir, None, 1)[0], **QUIET)
     for _ in range(4):
@@ -48,6 +45,5 @@ def test_a_fast_run_resumes_bitwise(data_dir, tmp_path):
     trainer = Trainer(resumed, build_model(resumed), build_loaders(resumed, data_dir, None, 1)[0], **QUIET)
     assert trainer.step == 4
     trainer.fit()
-    a, b = load_file(str(tmp_path / "whole" / "model.safetensors")), load_file(str(tmp_path / "cut" / "model.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    a = assert_same_final_weights(tmp_path / "whole", tmp_path / "cut")
     assert "head.weight" in a and any(k.endswith("mlp.up_proj.weight") for k in a)

@@ -8,14 +8,12 @@ import torch
 from safetensors.torch import load_file
 
 from slmkit.model import Decoder
-from slmkit.train import Trainer
 from slmkit.train.checkpointing import checkpoint_name
 from slmkit.train.config import TrainConfig
 from slmkit.train.optim import CombinedOptimizer, build_optimizer, parameter_groups
-from slmkit.train.run import build_loaders, build_model
 from slmkit.train.schedules import set_lr
 from tests.model.tiny import tiny_config
-from tests.train.conftest import run_config
+from tests.train.conftest import assert_same_final_weights, fit_quietly, run_config
 
 QUIET = dict(log=lambda *a, **k: None)
 
@@ -86,16 +84,11 @@ def test_muon_update_is_the_orthogonalised_gradient():
 def test_a_muon_run_resumes_bitwise(data_dir, tmp_path):
     settings = dict(optimizer="muon", muon_lr=0.02, max_steps=8, checkpoint_every=4, keep_last=5, keep_best=False,
                     schedule="constant")  # the first 4 steps of the 8-step run are the 4-step run's
-    whole = run_config(data_dir, tmp_path / "whole", **settings)
-    Trainer(whole, build_model(whole), build_loaders(whole, data_dir, None, 1)[0], **QUIET).fit()
-    cut = run_config(data_dir, tmp_path / "cut", **{**settings, "max_steps": 4})
-    Trainer(cut, build_model(cut), build_loaders(cut, data_dir, None, 1)[0], **QUIET).fit()
-    resumed = run_config(data_dir, tmp_path / "cut", **settings, resume="auto")
-    trainer = Trainer(resumed, build_model(resumed), build_loaders(resumed, data_dir, None, 1)[0], **QUIET)
-    assert trainer.step == 4
-    trainer.fit()
-    a, b = load_file(str(tmp_path / "whole" / "model.safetensors")), load_file(str(tmp_path / "cut" / "model.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    fit_quietly(run_config(data_dir, tmp_path / "whole", **settings), data_dir)
+    fit_quietly(run_config(data_dir, tmp_path / "cut", **{**settings, "max_steps": 4}), data_dir)
+    resumed = fit_quietly(run_config(data_dir, tmp_path / "cut", **settings, resume="auto"), data_dir)
+    assert resumed.resumed_from is not None
+    a = assert_same_final_weights(tmp_path / "whole", tmp_path / "cut")
     at_4 = load_file(str(tmp_path / "cut" / "checkpoints" / checkpoint_name(4) / "model.safetensors"))
     assert not all(torch.equal(a[k], at_4[k]) for k in a)  # it trained past the checkpoint
 

@@ -9,9 +9,9 @@ Train windows (nanoGPT's get_batch) start at uniform random token positions of t
 drawn from a generator seeded by (seed, rank, step): batch k is the same whenever it is drawn,
 so the state is just the step count. With `window_start="document"` each window starts at a document's
 end-of-text token instead (a uniformly drawn document that fits a whole window before the split ends), so
-the model always reads a story from its first token, as the evaluation scores documents. Eval batches score each document of the split alone, in
-lm-eval's rolling windows packed into rows (rolling_windows.py): over all ranks, every token of every
-document is a target exactly once.
+the model always reads a story from its first token, as the evaluation scores documents.
+Eval batches score each document of the split alone, in lm-eval's rolling windows packed into rows
+(rolling_windows.py): over all ranks, every token of every document is a target exactly once.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@
 model's chat template, without a generation prompt: the sequence `slm reward` trained on (tokenize_chat's ids,
 the end-of-turn text included), so the head reads the same position it learned on. A sequence longer than the
 model's context loses its start (as a long training pair loses its prompt's start). A reply that ran into
-its token limit is scored without an end of turn (`encode_unfinished`), so the reward model sees it was cut. `slm eval --reward-model`
-adds the mean score to the chat tasks' metrics; `slm rl reward=DIR` scores rollouts with it.
+its token limit is scored without an end of turn (`encode_unfinished`), so the reward model sees it was cut.
+`slm eval --reward-model` adds the mean score to the chat tasks' metrics; `slm rl reward=DIR` scores rollouts with it.
 """
 
 from __future__ import annotations

@@ -127,8 +127,9 @@ def export_architecture(config: ModelConfig) -> str:
     """The HF architecture that represents `config` exactly, or CheckpointError naming the field in the way."""
     c = config
     if c.positions == "learned":
-        wanted = dict(norm="layernorm", mlp="gelu", logit_softcap=None, tie_embeddings=True, attn_qkv_bias=True, attn_out_bias=True,
-                      mlp_bias=True, qk_norm=False, n_experts=0, n_kv_heads=c.n_heads, head_dim=c.d_model // c.n_heads)
+        wanted = dict(norm="layernorm", mlp="gelu", logit_softcap=None, tie_embeddings=True, attn_qkv_bias=True,
+                      attn_out_bias=True, mlp_bias=True, qk_norm=False, n_experts=0, n_kv_heads=c.n_heads,
+                      head_dim=c.d_model // c.n_heads)
         _require(c, GPT2, wanted)
         return GPT2
     if c.positions != "rope":

@@ -18,8 +18,9 @@ def chunked_cross_entropy(hidden: torch.Tensor, head, targets: torch.Tensor, chu
     """The same mean loss as `cross_entropy(head(hidden), targets)`, `chunk_size` positions at a time.
 
     hidden: [batch, seq, d_model]; head: hidden -> logits (the decoder's `logits`); targets: [batch, seq].
-    Each chunk's logits [batch, chunk, vocab] are recomputed in backward (activation checkpointing) instead of being kept, so peak memory holds one
-    chunk of logits: with a 151K vocabulary that is the difference between gigabytes and megabytes.
+    Each chunk's logits [batch, chunk, vocab] are recomputed in backward (activation checkpointing) instead of
+    being kept, so peak memory holds one chunk of logits: with a 151K vocabulary that is the difference between
+    gigabytes and megabytes.
     """
     total = hidden.new_zeros((), dtype=torch.float32)
     for start in range(0, hidden.shape[1], chunk_size):
