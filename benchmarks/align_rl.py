@@ -52,7 +52,9 @@ def rl_quality(algorithm: str, sft: Path, overrides: list[str]) -> dict:
     train = [r for r in rows if r["kind"] == "train"]
     curve = [(r["step"], r["val_reward"], r.get("val_finished")) for r in rows
              if r["kind"] == "eval" and "val_reward" in r]
+    settings = getattr(cfg, algorithm)
     return {**header, "algorithm": algorithm, "overrides": overrides, "reward": cfg.reward, "wall_seconds": wall,
+            "temperature": settings.temperature, "lr": cfg.train.lr,
             "summary": next((s for s in lines if s.startswith(algorithm.upper())), ""), "curve": curve,
             "result": {k: result.get(k) for k in ("status", "step", "train_seconds", "val_reward", "val_finished",
                                                    "val_prompts")},
@@ -82,8 +84,8 @@ def ours_rollout_rates(merged: Path, prompts_file: Path, run: Path) -> list[floa
         f"policy={merged}", f"data.train={prompts_file}", "data.eval=null", f"train.out_dir={run}",
         "train.overwrite=true", "train.progress=false", f"train.max_steps={SPEED_STEPS}", "train.max_minutes=null",
         "train.time_schedule=false", f"train.batch_size={SPEED_PROMPTS * SPEED_GROUP}", f"grpo.group_size={SPEED_GROUP}",
-        f"grpo.max_new_tokens={SPEED_NEW}", "train.precision=fp32", "train.eval_every=0", "train.checkpoint_every=0",
-        "train.log_every=1", "train.sample_tokens=0", "train.plots=false", "train.tensorboard=false",
+        f"grpo.max_new_tokens={SPEED_NEW}", "grpo.temperature=1.0", "train.precision=fp32", "train.eval_every=0",
+        "train.checkpoint_every=0", "train.log_every=1", "train.sample_tokens=0", "train.plots=false", "train.tensorboard=false",
         "train.warmup_steps=1", "reward=rules:finished"])
     rl(cfg, log=lambda *a, **k: None)
     rows = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]
@@ -160,7 +162,8 @@ def render_rl(raw: dict) -> list[str]:
                   f"the first {EVAL_PROMPTS} held-out ones that leave room for the completion).", "",
                   "| step | held-out reward | held-out finished |", "|---|---|---|"]
         lines += [f"| {s} | {v:.3f} | {f:.3f} |" if f is not None else f"| {s} | {v:.3f} | |" for s, v, f in curve]
-        lines += ["", "Training reward (sampled, temperature 1), mean of each quarter of the run: "
+        lines += ["", f"Training reward (sampled, temperature {q.get('temperature', 1.0):g}, lr {q.get('lr', 0):g}), mean "
+                  "of each quarter of the run: "
                   + " -> ".join(f"{v:.3f}" for v in q["train_reward"])
                   + (f"; KL to the reference at the end {q['kl_end']:.4f}" if q.get("kl_end") is not None else "")
                   + f"; median rollout speed {q['rollout_tokens_per_s']:.0f} completion tokens/s.", ""]
