@@ -145,6 +145,28 @@ def rollout_speed(rounds: int) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------- report
+def plot_rl(raw: dict, path: Path) -> bool:
+    """Held-out reward against step for the GRPO and PPO runs, as one PNG; False when neither has run."""
+    runs = [(a.upper(), raw[a]["curve"]) for a in ("grpo", "ppo") if raw.get(a, {}).get("curve")]
+    if not runs:
+        return False
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, curve in runs:
+        ax.plot([s for s, _, _ in curve], [v for _, v, _ in curve], marker="o", label=name)
+    ax.set(xlabel="optimizer step", ylabel="held-out reward (greedy, rules:story)",
+           title="RL on the demo SFT model, 10 CPU minutes")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
 def render_rl(raw: dict) -> list[str]:
     lines: list[str] = []
     for algorithm in ("grpo", "ppo"):
@@ -168,8 +190,8 @@ def render_rl(raw: dict) -> list[str]:
                   + (f"; KL to the reference at the end {q['kl_end']:.4f}" if q.get("kl_end") is not None else "")
                   + f"; median rollout speed {q['rollout_tokens_per_s']:.0f} completion tokens/s.", ""]
         if q.get("plot"):
-            lines += [f"Curves (loss, learning rate, reward and KL): `{q['plot']}` (in the run directory, not committed).",
-                      ""]
+            lines += [f"Training curves (loss, learning rate, reward and KL): `{q['plot']}` (in the run directory, "
+                      "not committed); the held-out curves: `align_rl.png` beside this file.", ""]
     s = raw.get("rollouts")
     if s:
         lines += ["## GRPO rollout speed vs TRL", "",

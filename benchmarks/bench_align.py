@@ -258,6 +258,7 @@ def _save(raw: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     RAW.write_text(json.dumps(raw, indent=1))
     (RESULTS / "align.md").write_text(render(raw))
+    align_rl.plot_rl(raw, RESULTS / "align_rl.png")
 
 
 if __name__ == "__main__":
