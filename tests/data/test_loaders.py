@@ -77,28 +77,35 @@ def test_rank_defaults_from_torchrun_environment(prepared, monkeypatch):
     assert (loader.rank, loader.world_size) == (1, 2)
 
 
-def test_document_windows_start_at_a_story_start(prepared):
-    """Every window begins at an end-of-text token, so a story is read from its first token; the starts cover
-    the documents of every shard (several shards here), and the batches resume by step as random ones do."""
+def test_document_windows_are_whole_random_documents(prepared):
+    """Every window is end-of-text + a whole document, repeated with documents drawn at random until it is full
+    (the last one cut), over the documents of every shard; windows vary from step to step (not the same few
+    thousand each epoch), and the batches resume by step as random ones do."""
     out, manifest = prepared
     eos = manifest.eos_id
-    loader = TrainBatches(out, batch_size=16, seq_len=48, seed=1, rank=0, world_size=1, window_start="document")
+    loader = TrainBatches(out, batch_size=16, seq_len=400, seed=1, rank=0, world_size=1, window_start="document")
     stream = loader.stream
-    tokens = stream.read(0, len(stream))
-    all_starts = np.flatnonzero(tokens == eos)
-    np.testing.assert_array_equal(loader.document_starts, all_starts[all_starts <= len(stream) - 49])
-    assert len(stream.shards) > 1 and loader.document_starts.max() > stream.starts[1]  # starts past shard 0
-    seen = set()
+    tokens = stream.read(0, len(stream)).tolist()
+    ends = [i for i, t in enumerate(tokens) if t == eos]
+    documents = {tuple(tokens[a + 1:b]) for a, b in zip(ends, ends[1:]) if b > a + 1}
+    assert len(stream.shards) > 1 and len(loader.documents) >= len(documents)  # every document (repeats counted)
+    seen, several = set(), 0
     for _ in range(20):
         x, y = loader.next_batch()
-        assert (x[:, 0] == eos).all() and torch.equal(x[:, 1:], y[:, :-1])
-        seen.update(tuple(row[:12]) for row in x.tolist())
-    assert len(seen) > 200  # different stories, not a few
-    random_windows = TrainBatches(out, batch_size=16, seq_len=48, seed=1, rank=0, world_size=1).next_batch()[0]
+        assert torch.equal(x[:, 1:], y[:, :-1])
+        for row in torch.cat([x, y[:, -1:]], 1).tolist():
+            assert row[0] == eos
+            cuts = [i for i, t in enumerate(row) if t == eos] + [len(row)]
+            *whole, last = [tuple(row[a + 1:b]) for a, b in zip(cuts, cuts[1:])]
+            assert all(piece in documents for piece in whole)  # complete documents between end-of-texts
+            assert any(doc[:len(last)] == last for doc in documents)  # the last one is a document's start
+            seen.add(tuple(row))
+            several += len(cuts) > 2
+    assert len(seen) > 200 and several > 20  # random draws (a story longer than the window fills one alone)
+    random_windows = TrainBatches(out, batch_size=16, seq_len=400, seed=1, rank=0, world_size=1).next_batch()[0]
     assert not (random_windows[:, 0] == eos).all()  # the default draws any token position
-    again = TrainBatches(out, batch_size=16, seq_len=48, seed=1, rank=0, world_size=1, window_start="document")
+    again = TrainBatches(out, batch_size=16, seq_len=400, seed=1, rank=0, world_size=1, window_start="document")
     again.load_state_dict(loader.state_dict())
-    loader_next, again_next = loader.next_batch(), again.next_batch()
-    assert torch.equal(loader_next[0], again_next[0])
+    assert torch.equal(loader.next_batch()[0], again.next_batch()[0])
     with pytest.raises(DataError, match="window_start must be 'random' or 'document'"):
         TrainBatches(out, batch_size=2, seq_len=16, window_start="story")

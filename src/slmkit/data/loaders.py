@@ -7,9 +7,11 @@
 
 Train windows (nanoGPT's get_batch) start at uniform random token positions of the split,
 drawn from a generator seeded by (seed, rank, step): batch k is the same whenever it is drawn,
-so the state is just the step count. With `window_start="document"` each window starts at a document's
-end-of-text token instead (a uniformly drawn document that fits a whole window before the split ends), so
-the model always reads a story from its first token, as the evaluation scores documents.
+so the state is just the step count. With `window_start="document"` a window is instead made of whole
+documents drawn at random, each with the end-of-text before it, until it is full (the last one is cut): the
+model reads every story from its first token, as the evaluation scores documents, and windows keep varying
+across epochs (windows that began at a story start but then ran on through the stream in file order would be
+the same few thousand windows every epoch, which a small model memorises).
 Eval batches score each document of the split alone, in lm-eval's rolling windows packed into rows
 (rolling_windows.py): over all ranks, every token of every document is a target exactly once.
 """
@@ -85,32 +87,42 @@ class TrainBatches:
         self.batch_size, self.seq_len, self.seed = batch_size, seq_len, seed
         self.rank, self.world_size = _resolve_rank(rank, world_size)
         self.step = 0
-        self.document_starts = None
+        self.documents = None
         if window_start == "document":
-            self.document_starts = self._document_starts()
+            self.documents = self._document_spans()
         elif window_start != "random":
             raise DataError(f"window_start must be 'random' or 'document', got {window_start!r}")
 
-    def _document_starts(self) -> np.ndarray:
-        """Positions of the end-of-text tokens that begin a whole window (a document follows each one)."""
+    def _document_spans(self) -> np.ndarray:
+        """[n, 2] (start, end) of each document with the end-of-text before it: [eos, its tokens...]."""
         eos = self.stream.manifest.eos_id  # prepare appends it to every document
-        last = len(self.stream) - self.seq_len - 1
-        starts = np.concatenate([np.flatnonzero(np.asarray(shard) == eos) + offset
-                                 for shard, offset in zip(self.stream.shards, self.stream.starts)])
-        starts = starts[starts <= last]
-        if not len(starts):
-            raise DataError(f"no document of the {self.stream.split} split starts a whole window of "
-                            f"{self.seq_len + 1} tokens: lower seq_len or use window_start='random'")
-        return starts
+        ends = np.concatenate([np.flatnonzero(np.asarray(shard) == eos) + offset
+                               for shard, offset in zip(self.stream.shards, self.stream.starts)])
+        spans = np.stack([ends[:-1], ends[1:]], 1)  # eos i up to (not including) eos i + 1
+        spans = spans[spans[:, 1] - spans[:, 0] > 1]  # at least one token after the end-of-text
+        if not len(spans):
+            raise DataError(f"the {self.stream.split} split has no two documents to draw whole: use "
+                            "window_start='random'")
+        return spans
+
+    def _document_window(self, rng) -> np.ndarray:
+        """seq_len + 1 tokens of whole documents drawn at random (the last one cut to fit)."""
+        pieces, filled = [], 0
+        while filled < self.seq_len + 1:
+            start, end = self.documents[int(rng.integers(len(self.documents)))]
+            take = min(int(end - start), self.seq_len + 1 - filled)
+            pieces.append(self.stream.read(int(start), take))
+            filled += take
+        return np.concatenate(pieces)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(x, y), each [batch_size, seq_len] int64."""
         rng = np.random.default_rng([self.seed, self.rank, self.step])
-        if self.document_starts is not None:
-            starts = self.document_starts[rng.integers(0, len(self.document_starts), size=self.batch_size)]
+        if self.documents is not None:
+            windows = np.stack([self._document_window(rng) for _ in range(self.batch_size)])
         else:
             starts = rng.integers(0, len(self.stream) - self.seq_len, size=self.batch_size)
-        windows = np.stack([self.stream.read(int(s), self.seq_len + 1) for s in starts])
+            windows = np.stack([self.stream.read(int(s), self.seq_len + 1) for s in starts])
         self.step += 1
         return torch.from_numpy(windows[:, :-1].copy()), torch.from_numpy(windows[:, 1:].copy())
 

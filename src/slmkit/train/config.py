@@ -38,8 +38,8 @@ class TrainConfig:
     grad_accum: int = 1
     seq_len: int = 256
     max_steps: int = 1000  # optimizer steps
-    window_start: Literal["random", "document"] = "random"  # where training windows begin: any token, or a
-    # document's end-of-text token (each window then reads a story from its start, as evaluation scores it)
+    window_start: Literal["random", "document"] = "random"  # random: windows begin at any token; document:
+    # each window is whole documents drawn at random (each after its end-of-text), the last one cut
     max_minutes: float | None = None  # stop (with a checkpoint) after this much training time
     # with max_minutes: the schedule follows the larger of step progress and time progress, so warmup and
     # decay complete by the deadline on a slower (or busier) machine too; lr then depends on timing, so such
