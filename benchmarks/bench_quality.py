@@ -144,7 +144,7 @@ def run_recipe(args) -> dict:
 
 
 TABLE = ("label", "params M", "vocab", "precision", "steps", "train tokens seen", "epochs", "val bits/byte",
-         "val bits/byte (Trainer)", "train min", "load start", "load end", "date")
+         "val bits/byte (Trainer)", "train min", "load start", "load end", "date", "commit")
 
 
 def report(rows: list[dict]) -> None:
