@@ -106,7 +106,7 @@ def run_recipe(args) -> dict:
     from slmkit.train import train
     from slmkit.train.evaluation import sample
 
-    load_start = os.getloadavg()[0]
+    load_start, commit = os.getloadavg()[0], machine().get("commit")  # the code this run starts with
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -137,7 +137,7 @@ def run_recipe(args) -> dict:
         "val loss (nats/token)": val.loss, "val bits/byte": val.bits_per_byte,
         "val bits/byte (Trainer)": result["val_bpb"], "train min": result["train_seconds"] / 60,
         "wall min": wall / 60, "load start": load_start, "load end": os.getloadavg()[0],
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": machine().get("commit"),
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
         "val tokens": val.tokens, "val bytes": val.bytes, "train tokens": train_tokens,
         "samples": [" ".join(s.split()) for s in samples],
     }

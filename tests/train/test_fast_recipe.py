@@ -22,7 +22,7 @@ def test_the_fast_recipe_turns_the_switches_on():
     cfg = load_run_config(REPO / "configs" / "fast-tiny.yaml")
     m, t = cfg.model, cfg.train
     assert (m.mlp, m.logit_softcap, m.zero_init_residual) == ("relu2", 30.0, True)
-    assert (t.schedule, t.window_start, t.time_schedule) == ("wsd", "document", True)
+    assert (t.schedule, t.time_schedule, t.min_lr_ratio) == ("wsd", True, 0.0)
     plain = load_run_config(REPO / "configs" / "demo.yaml").model
     assert abs(m.d_ff * 2 - plain.d_ff * 3) == 0  # ReLU²'s two matrices hold SwiGLU's three's parameters
 
