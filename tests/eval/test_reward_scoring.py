@@ -18,7 +18,8 @@ from slmkit.cli import main
 from slmkit.data.sources.preference_pairs import write_preference_files
 from slmkit.eval.evaluation_run import ModelToEvaluate, run_evaluation
 from slmkit.eval.generation_tasks import GenerationSettings
-from slmkit.eval.reward_scoring import RewardScorer, reward_metrics
+from slmkit.eval.reward_scoring import reward_metrics
+from slmkit.model.reward_scoring import RewardScorer
 from slmkit.model import Decoder, ModelConfig
 from slmkit.model.reward_model import RewardModel, load_reward_model, save_reward_model
 from slmkit.tokenizer import load_tokenizer

@@ -12,7 +12,7 @@ completion's text and token ids, and whether it ended with the end-of-sequence t
 - `finished`: 1 when the completion ended with EOS rather than running into max_new_tokens;
 - `sentence`: 1 when its text ends a sentence (. ! ? or a closing quote after one);
 - `concise`: 1 - tokens / max_new_tokens, for shorter answers.
-A reward model scores the prompt + completion at its last token (eval/reward_scoring.py).
+A reward model scores the prompt + completion at its last token (model/reward_scoring.py).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import torch
 
 from slmkit.data.sources.instruction_checks import check_answer
 from slmkit.errors import ConfigError, DataError
-from slmkit.eval.reward_scoring import RewardScorer
+from slmkit.model.reward_scoring import RewardScorer
 from slmkit.model.reward_model import is_reward_dir
 
 _ENDS_SENTENCE = re.compile(r"[.!?][\"']?\s*$")

@@ -88,7 +88,7 @@ def run(args) -> int:
     from slmkit.errors import SlmError
     from slmkit.eval.evaluation_run import check_gates, parse_gates, run_evaluation
     from slmkit.eval.generation_tasks import CHAT_TASKS, NEEDS_JUDGE, GenerationSettings
-    from slmkit.eval.reward_scoring import RewardScorer
+    from slmkit.model.reward_scoring import RewardScorer
     from slmkit.eval.report import require_plotting, write_report
     from slmkit.eval.safety import SAFETY_PROMPTS
 
