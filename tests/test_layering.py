@@ -21,7 +21,7 @@ LAZY_FOR_STARTUP = {
 
 # Top to bottom: each layer may import the layers above it (and itself), never one below.
 LAYERS = ["errors", "fileio", "config", "tokenizer", "data", "model", "quant", "interop", "loading", "infer",
-          "eval", "train", "finetune", "align", "serve", "cli", "__main__"]
+          "eval", "train", "finetune", "align", "serve", "pipeline", "cli", "__main__"]
 
 
 def module_name(path: Path) -> str:

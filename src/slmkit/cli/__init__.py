@@ -33,6 +33,7 @@ VERB_MODULES = [
     "slmkit.cli.eval_cmd",
     "slmkit.cli.lm_eval_cmd",
     "slmkit.cli.serve_cmd",
+    "slmkit.cli.pipeline_cmd",
 ]
 
 

@@ -80,9 +80,21 @@ def _kept_counts(parts, removal, column: str, values: int) -> list[int]:
     return counts.tolist()
 
 
+def _kept_by_source_and_split(parts, removal, sources: int) -> np.ndarray:
+    """[sources, splits, 2]: documents and tokens kept per source per split (the held-out share of each source)."""
+    counts = np.zeros((sources, len(SPLITS), 2), dtype=np.int64)
+    for k, p in enumerate(parts):
+        keep = removal.keep(k)
+        source, split, tokens = p.column("source")[keep], p.column("split")[keep], p.column("doc_tokens")[keep]
+        np.add.at(counts, (source, split, 0), 1)
+        np.add.at(counts, (source, split, 1), tokens)
+    return counts
+
+
 def _source_report(cfg: DataConfig, parts, removal, dedup) -> dict:
     report = {}
     kept_by_source = _kept_counts(parts, removal, "source", len(cfg.sources))
+    kept_by_split = _kept_by_source_and_split(parts, removal, len(cfg.sources))
     for s, (name, src) in enumerate(cfg.sources.items()):
         clean = CleanStats()
         for p in parts:
@@ -92,6 +104,8 @@ def _source_report(cfg: DataConfig, parts, removal, dedup) -> dict:
         report[name] = {
             "kind": src.kind, "weight": src.weight, "docs_read": clean.docs_in, "chars_read": clean.chars_in,
             "cleaning": clean.as_dict(), "dedup_removed": dedup.removed_by_source.get(name, {}), "docs_kept": kept,
+            "splits": {split: {"docs": int(kept_by_split[s, i, 0]), "tokens": int(kept_by_split[s, i, 1])}
+                       for i, split in enumerate(SPLITS)},
         }
     return report
 
