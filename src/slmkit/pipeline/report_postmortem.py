@@ -38,7 +38,7 @@ def _process_findings(state: PipelineState) -> list[str]:
                         f"({ran[slowest].seconds / total:.0%})")
     for name, record in state.stages.items():
         if record.attempts > 1:
-            findings.append(f"{name} was interrupted and resumed from its checkpoint ({record.attempts} attempts)")
+            findings.append(f"{name} was interrupted (or failed) and resumed from its checkpoint: {record.attempts} attempts")
     return findings
 
 

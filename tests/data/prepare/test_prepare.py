@@ -29,6 +29,13 @@ def test_round_trip_gives_back_the_cleaned_documents(prepared, tinystories_train
     assert len(manifest.shards("train")) > 1
     s = manifest.data["sources"]
     assert s["real"]["docs_read"] == 400 and s["synth"]["docs_read"] == 300
+    # each source's kept documents and tokens per split add up to the shards' counts
+    synth_docs = {d for d in expected if d in {c for d2 in generate_stories(300, seed=3) if (c := synth(d2))}}
+    assert s["synth"]["splits"]["train"]["docs"] + s["synth"]["splits"]["val"]["docs"] == len(synth_docs)
+    for split in ("train", "val"):
+        for key in ("docs", "tokens"):
+            assert sum(src["splits"][split][key] for src in s.values()) == manifest.data["splits"][split][key]
+    assert s["real"]["splits"]["val"]["docs"] > 0 and s["synth"]["splits"]["val"]["docs"] > 0
 
 
 def test_dtype_follows_vocabulary_size(tmp_path, tinystories_valid):
