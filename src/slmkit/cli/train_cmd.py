@@ -16,7 +16,8 @@ EXAMPLES = """examples:
 Writes to train.out_dir: config.yaml (resolved), run_info.json (git commit, versions, hardware),
 metrics.jsonl, tensorboard/, curves.png, checkpoints/step_NNNNNNNN/ (model + optimizer + RNG + data
 state; the last train.keep_last plus the best by validation loss) and the final model
-(model.safetensors, config.json, tokenizer.json). Ctrl-C or SIGTERM saves a checkpoint and exits.
+(model.safetensors, config.json, tokenizer.json) with run_status.json (finished, time_limit or interrupted).
+Ctrl-C or SIGTERM saves a checkpoint and exits.
 """
 
 

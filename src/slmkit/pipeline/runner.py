@@ -11,6 +11,7 @@ fingerprint and its files are there. `start_from` re-runs one stage and everythi
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from slmkit.pipeline.stage_configs import write_stage_configs
 from slmkit.pipeline.stage_process import StageInterrupted, last_lines, run_verb
 from slmkit.pipeline.stages import STAGE_NAMES, STAGES, Stage
 from slmkit.pipeline.state import PipelineState, fingerprint, local_file_stamps
+from slmkit.train.trainer import RUN_STATUS_FILE
 
 LOG_DIR = "logs"
 DEFAULT_ESTIMATE_S = 60.0  # a stage with no time limit and no earlier run to go by
@@ -112,6 +114,8 @@ def _run_stage(cfg: PipelineConfig, root: Path, planned: PlannedStage, state: Pi
                 if code != 0:
                     raise StageFailed(f"stage {stage.name} failed (slm {argv[0]} exited with {code}): see {log_path}"
                                       f" — {last_lines(log_path)}")
+            if stage.run_dir is not None and _run_status(root / stage.run_dir) == "interrupted":
+                raise StageInterrupted()  # the trainer was stopped (a signal sent to it alone) and saved
         else:
             actions.run_action(stage.in_process, cfg, root, log_path, log)
     except StageInterrupted:
@@ -129,6 +133,11 @@ def _run_stage(cfg: PipelineConfig, root: Path, planned: PlannedStage, state: Pi
         raise StageFailed(f"stage {stage.name} failed: {detail} (log: {log_path})") from e
     _finish(record, state, "done", began)
     log(f"  {stage.name} done in {_clock(time.time() - began)}")
+
+
+def _run_status(run_dir: Path) -> str:
+    path = run_dir / RUN_STATUS_FILE
+    return json.loads(path.read_text()).get("status", "") if path.is_file() else "missing"
 
 
 def _finish(record, state: PipelineState, status: str, began: float, error: str = "") -> None:

@@ -50,8 +50,9 @@ def run_verb(argv: list[str], cwd: Path, log_path: Path, echo: bool) -> int:
 
         previous = signal.signal(signal.SIGTERM, forward_sigterm)
         try:
-            interrupted |= _copy_output(child, log, echo)
+            ctrl_c = _copy_output(child, log, echo)  # (not `interrupted |= ...`: the handler may set it meanwhile)
             child.wait()
+            interrupted = interrupted or ctrl_c
         finally:
             signal.signal(signal.SIGTERM, previous)
     if interrupted:

@@ -26,6 +26,7 @@ class Stage:
     commands: Callable[[PipelineConfig], list[list[str]]] | None = None  # `slm` argument lists
     in_process: str | None = None  # or: the name of a function in slmkit.pipeline.actions
     estimate_s: Callable[[PipelineConfig], float | None] = field(default=lambda cfg: None)
+    run_dir: str | None = None  # a training stage's run directory: its run_status.json says whether it finished
 
 
 def _minutes(section: dict) -> float | None:
@@ -97,7 +98,7 @@ STAGES: list[Stage] = [
     Stage("pretrain", "pretrain the decoder (slm train)", ("data",), ("pretrain",),
           lambda cfg: ["pretrain/model.safetensors"], _recipe("pretrain"),
           commands=lambda cfg: [["train", f"{CONFIG_DIR}/pretrain.yaml", "train.resume=auto"]],
-          estimate_s=lambda cfg: _minutes(cfg.pretrain)),
+          estimate_s=lambda cfg: _minutes(cfg.pretrain), run_dir="pretrain"),
     Stage("sft-data", "write the instruction set (slm data sft-synthetic)", (), ("sft-data",),
           lambda cfg: [SFT_TRAIN, SFT_HELDOUT], lambda cfg, recipes: to_dict(cfg.sft_data),
           commands=lambda cfg: [["data", "sft-synthetic", "--out", SFT_TRAIN, "--examples", str(cfg.sft_data.examples),
@@ -106,13 +107,13 @@ STAGES: list[Stage] = [
     Stage("sft", "chat fine-tuning, loss on assistant tokens (slm finetune)", ("pretrain", "sft-data"), ("sft",),
           lambda cfg: ["sft/adapter.safetensors" if cfg.sft.get("method", "lora") != "full" else "sft/model.safetensors"],
           _recipe("sft"), commands=lambda cfg: [["finetune", f"{CONFIG_DIR}/sft.yaml", "train.resume=auto"]],
-          estimate_s=lambda cfg: _minutes(cfg.sft)),
+          estimate_s=lambda cfg: _minutes(cfg.sft), run_dir="sft"),
     Stage("preferences", "preference pairs for DPO (slm data)", ("sft", "sft-data"), ("preferences",),
           lambda cfg: [PREFS_TRAIN], lambda cfg, recipes: to_dict(cfg.preferences), commands=_preference_commands),
     Stage("dpo", "preference alignment (slm align)", ("sft", "preferences"), ("dpo",),
           lambda cfg: ["dpo/adapter.safetensors" if cfg.dpo.get("method", "lora") != "full" else "dpo/model.safetensors"],
           _recipe("dpo"), commands=lambda cfg: [["align", f"{CONFIG_DIR}/dpo.yaml", "train.resume=auto"]],
-          estimate_s=lambda cfg: _minutes(cfg.dpo)),
+          estimate_s=lambda cfg: _minutes(cfg.dpo), run_dir="dpo"),
     Stage("export", "merge the adapter; Hugging Face and GGUF files (slm export)", ("dpo",), ("export",),
           lambda cfg: ["export/merged/model.safetensors"] + (["export/hf/config.json"] if cfg.export.hf else [])
           + (["export/model.gguf"] if cfg.export.gguf else []),

@@ -39,6 +39,8 @@ from slmkit.train.throughput import memory_in_use, peak_flops
 from slmkit.train.tracking import Tracker, plot_curves, run_info
 from slmkit.train.weights import FullWeights
 
+RUN_STATUS_FILE = "run_status.json"  # {"status": finished | interrupted | time_limit, "step", "max_steps"}
+
 
 class TrainingDiverged(SlmError):
     """Too many non-finite steps in a row; the last good weights were saved."""
@@ -239,6 +241,10 @@ class Trainer:
             if self.dist.is_main:
                 self.weights.write(self.run_dir, self.weights.read(path, self.model_config), self.model_config,
                                    self.tokenizer_dir)
+                # how the run ended, for whoever runs this verb as a step of something longer (slm pipeline):
+                # an interrupted run also writes its weights, so their presence does not say it finished
+                write_json_atomic(self.run_dir / RUN_STATUS_FILE, {"status": status, "step": self.step,
+                                                                   "max_steps": self.tcfg.max_steps})
         finally:
             bar.close()
             self._restore_signal_handlers(handlers)
