@@ -17,16 +17,17 @@ from slmkit.errors import ConfigError
 class SourceConfig:
     """One text source. `kind` picks the reader; the other fields apply to some kinds only."""
 
-    kind: Literal["tinystories", "files", "synthetic"] = "synthetic"
+    kind: Literal["tinystories", "hub", "files", "synthetic"] = "synthetic"  # hub: any hub dataset (hub_repo)
     # files: paths or globs (.txt, .jsonl, .parquet)
     paths: list[str] = field(default_factory=list)
     # .txt: text between documents; "blank_line" splits at empty lines, "line" makes each line a document
     delimiter: str = "<|endoftext|>"
     # .jsonl / .parquet / hub rows: the column holding the text
     text_field: str = "text"
-    # tinystories: the Hugging Face split to read ("train" or "validation")
+    # tinystories / hub: the Hugging Face split to read ("train" or "validation")
     hub_split: str = "train"
     hub_repo: str = "roneneldan/TinyStories"
+    hub_config: str | None = None  # the dataset's configuration, e.g. wikitext-103-raw-v1 for Salesforce/wikitext
     cache_dir: str | None = None
     # which output split the documents go to: "auto" = by document hash (see DataConfig.val_fraction)
     split: Literal["auto", "train", "val"] = "auto"

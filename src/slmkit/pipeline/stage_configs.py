@@ -65,7 +65,7 @@ def unavailable_reason(source: dict) -> str:
     if kind == "files":
         found = any(glob.glob(str(Path(p).expanduser())) for p in source.get("paths", []))
         return "" if found else f"no file matches {', '.join(source.get('paths', []))}"
-    if kind == "tinystories" and not _hub_reachable():
+    if kind in ("tinystories", "hub") and not _hub_reachable():
         return "the Hugging Face hub cannot be reached (offline)"
     return ""
 

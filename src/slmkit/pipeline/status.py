@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 from pathlib import Path
 
 from slmkit.pipeline.config import PipelineConfig
 from slmkit.pipeline.runner import plan_pipeline
-from slmkit.pipeline.stage_configs import stage_recipes
+from slmkit.pipeline.stage_configs import write_stage_configs
 from slmkit.pipeline.state import PipelineState
 
 WOULD = {"reuse": "reuse", "resume": "resume", "run": "run"}
@@ -17,8 +18,10 @@ def status_rows(cfg: PipelineConfig, start_from: str | None = None, cwd: Path | 
     cwd = Path.cwd() if cwd is None else cwd
     root = (cwd / cfg.root).resolve()
     state = PipelineState.load(root)
+    with tempfile.TemporaryDirectory() as scratch:  # check every section as a run would, writing nothing
+        recipes = write_stage_configs(cfg, Path(scratch), cwd)
     rows = []
-    for planned in plan_pipeline(cfg, state, stage_recipes(cfg, cwd), start_from):
+    for planned in plan_pipeline(cfg, state, recipes, start_from):
         record = state.stages.get(planned.stage.name)
         finished = dt.datetime.fromtimestamp(record.finished).strftime("%Y-%m-%d %H:%M") if record and record.finished \
             else ""

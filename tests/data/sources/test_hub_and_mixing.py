@@ -31,3 +31,23 @@ def test_weights_set_the_shares_and_split_is_by_hash():
     splits = [split_of(document_hash(text), 0.2) for _, text in drawn]
     assert abs(splits.count("val") / len(splits) - 0.2) < 0.03
     assert splits == [split_of(document_hash(text), 0.2) for _, text in drawn]
+
+
+def test_hub_source_reads_a_named_configuration(monkeypatch):
+    """kind: hub reads any hub dataset: repo, configuration and split go to datasets.load_dataset as given."""
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(repo, name, split, cache_dir):
+        calls.append((repo, name, split))
+        return datasets.Dataset.from_dict({"text": ["= Heading =", "", "A paragraph of text.", "Another one."]})
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # read from the cache: no reachability probe
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    source = SourceConfig(kind="hub", hub_repo="Salesforce/wikitext", hub_config="wikitext-103-raw-v1",
+                          hub_split="train", limit=3)
+    from slmkit.data.sources import open_source
+
+    assert list(open_source(source)) == ["= Heading =", "A paragraph of text."]  # 3 rows, the empty one skipped
+    assert calls == [("Salesforce/wikitext", "wikitext-103-raw-v1", "train")]

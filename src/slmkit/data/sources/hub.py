@@ -53,16 +53,17 @@ def read_hub_dataset(
     text_field: str = "text",
     limit: int | None = None,
     cache_dir: str | None = None,
+    config: str | None = None,
 ) -> Iterator[str]:
     """Documents of one split of a hub dataset; downloaded once, then read from the local cache."""
     try:
         from datasets import load_dataset
     except ImportError:
-        raise DataError("the tinystories source needs the 'datasets' package: pip install 'slmkit[hf]'") from None
+        raise DataError("a hub source needs the 'datasets' package: pip install 'slmkit[hf]'") from None
     if not _offline_mode() and not hub_reachable():
         raise _offline_error(repo, f"{_hub_endpoint()} is unreachable")
     try:
-        dataset = load_dataset(repo, split=split, cache_dir=cache_dir)
+        dataset = load_dataset(repo, config, split=split, cache_dir=cache_dir)
     except (ConnectionError, TimeoutError) as e:
         raise _offline_error(repo, " ".join(str(e).split())[:200]) from None
     except ValueError as e:  # e.g. an unknown split name

@@ -25,7 +25,7 @@ def open_source(src: SourceConfig) -> Iterator[str]:
     if src.kind == "files":
         docs = read_files(src.paths, delimiter=src.delimiter, text_field=src.text_field)
     else:
-        docs = read_hub_dataset(src.hub_repo, src.hub_split, src.text_field, src.limit, src.cache_dir)
+        docs = read_hub_dataset(src.hub_repo, src.hub_split, src.text_field, src.limit, src.cache_dir, src.hub_config)
     return docs if src.limit is None else itertools.islice(docs, src.limit)
 
 
