@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LLAMA_CPP := $(VENV)/.llama-cpp
 
-.PHONY: venv browser demo test bench clean
+.PHONY: venv browser demo test bench capstone clean
 
 venv: $(STAMP)
 
@@ -46,6 +46,10 @@ browser:
 test: $(STAMP) $(LLAMA_CPP) browser
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/python -m pytest -q tests
+
+# The capstone's CPU recipe, raw text to a served model and its report (about 30 minutes on 2 cores).
+capstone: $(STAMP)
+	$(BIN)/slm pipeline configs/capstone/cpu.yaml
 
 bench: $(STAMP) $(LLAMA_CPP)
 	$(BIN)/python benchmarks/run_all.py

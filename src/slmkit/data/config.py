@@ -109,6 +109,8 @@ class DedupConfig:
 @dataclass
 class TokenizerConfig:
     path: str = "runs/tok"  # a directory with tokenizer.json (slmkit's or Hugging Face's)
+    # a pretrained tokenizer to fetch into `path` when it has none: a Hugging Face model id (Qwen/Qwen3-0.6B)
+    hub_id: str | None = None
     train_if_missing: bool = False
     vocab_size: int = 4096
     train_sample_mb: float = 50.0  # cleaned training text used to train it

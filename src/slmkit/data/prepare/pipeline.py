@@ -34,6 +34,7 @@ from slmkit.data.manifest import FORMAT, MANIFEST, TOKENIZER_COPY, Manifest, man
 from slmkit.data.prepare.document_parts import SPLITS, build_parts
 from slmkit.data.prepare.shards import plan_shards, write_shard
 from slmkit.data.prepare.tokenizing import has_tokenizer, load_data_tokenizer, token_dtype, train_tokenizer
+from slmkit.data.sources.hub_tokenizer import download_tokenizer
 from slmkit.data.sources.mixing import check_sources, mix_sources
 from slmkit.errors import DataError
 from slmkit.fileio import write_json_atomic
@@ -57,10 +58,13 @@ def _settings_hash(cfg: DataConfig, tokenizer_fingerprint: str) -> str:
 def _ensure_tokenizer(cfg: DataConfig) -> None:
     if has_tokenizer(cfg.tokenizer.path):
         return
+    if cfg.tokenizer.hub_id:
+        download_tokenizer(cfg.tokenizer.hub_id, cfg.tokenizer.path)
+        return
     if not cfg.tokenizer.train_if_missing:
         raise DataError(
-            f"no tokenizer in {cfg.tokenizer.path}: train one with 'slm tokenizer train' "
-            "or set tokenizer.train_if_missing=true"
+            f"no tokenizer in {cfg.tokenizer.path}: train one with 'slm tokenizer train', "
+            "set tokenizer.train_if_missing=true, or name a pretrained one with tokenizer.hub_id=ORG/MODEL"
         )
     cleaner = BatchCleaner(cfg.clean)
 
