@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from capstone_screenshot import PROMPT, screenshot
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 WORK = HERE / ".cache" / "capstone"
@@ -43,6 +45,8 @@ def main() -> int:
     shutil.copytree(root / "report", RESULTS)
     for name in ("deploy/serving.json", "pipeline.json", "eval/results.json"):
         shutil.copyfile(root / name, RESULTS / Path(name).name.replace("results", "eval-results"))
+    reply = screenshot(root, REPO / "docs" / "capstone-playground.png")
+    shutil.copyfile(REPO / "docs" / "capstone-playground.png", RESULTS / "playground.png")
     stages = json.loads((root / "pipeline.json").read_text())["stages"]
     lines = ["# Capstone CPU run (configs/capstone/cpu.yaml)", "",
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(began))}, {platform.processor() or platform.machine()}, "
@@ -51,6 +55,8 @@ def main() -> int:
              f"Wall time of `slm pipeline`: **{minutes:.1f} minutes** (goal: within {GOAL_MINUTES}).", "",
              "| stage | seconds |", "|---|---:|"]
     lines += [f"| {name} | {s['seconds']:.0f} |" for name, s in stages.items()]
+    lines += ["", "The playground (docs/capstone-playground.png), greedy:", "", f"> user: {PROMPT}", ">",
+              f"> model: {' '.join(reply.split())}"]
     (RESULTS / "timing.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
