@@ -79,6 +79,7 @@ def test_deploy_files_describe_the_container(finished_run):
     assert 'CMD ["python", "/app/healthcheck.py", "8000"]' in dockerfile and "torch==" in dockerfile
     assert (deploy / "app" / "slmkit" / "serve" / "app.py").is_file()
     assert "fastapi==" in (deploy / "requirements.txt").read_text()
+    assert "export SLM_API_KEY=" in (deploy / "README.md").read_text()
     for path in (deploy / "model").iterdir():  # the container's non-root user must read the mount
         assert path.stat().st_mode & stat.S_IROTH, path
     served = json.loads((deploy / "serving.json").read_text())

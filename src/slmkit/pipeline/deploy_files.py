@@ -100,6 +100,36 @@ PYTHONPATH="$PWD/app${{PYTHONPATH:+:$PYTHONPATH}}" exec "${{PYTHON:-python3}}" -
 """
 
 
+DEPLOY_README = """# The served capstone model
+
+`model/` is the run's `{source}` model. Serve it in a container (needs Docker with compose v2):
+
+```bash
+export SLM_API_KEY=$(openssl rand -hex 16)        # clients send: Authorization: Bearer $SLM_API_KEY
+docker compose up --build -d                      # CPU image; health: docker compose ps
+docker compose -f compose.cuda.yaml up --build -d # one NVIDIA GPU (NVIDIA Container Toolkit on the host)
+```
+
+or without a container (127.0.0.1 only):
+
+```bash
+SLM_API_KEY=secret sh serve-local.sh {port}          # then: python healthcheck.py {port}
+```
+
+The API is OpenAI's (chat, completions, streaming), with a playground at http://127.0.0.1:{port}/:
+
+```python
+from openai import OpenAI
+client = OpenAI(base_url="http://127.0.0.1:{port}/v1", api_key="secret")
+print(client.chat.completions.create(model="model", messages=[{{"role": "user", "content": "Tell me a story."}}])
+      .choices[0].message.content)
+```
+
+The container runs as a non-root user with a read-only root filesystem, the model mounted read-only at /model,
+{cpus} CPUs and {memory} of memory at most (compose.yaml); `docker stop` lets in-flight requests finish.
+"""
+
+
 def torch_requirement(spec: str) -> str:
     """'torch' (the recipe's default) -> the installed version, e.g. 'torch==2.13.0' (local tags such as
     +cpu dropped: the index in the Dockerfile picks the build)."""
@@ -132,6 +162,7 @@ def write_deploy_files(out: Path, model_dir: Path, port: int, cpus: float, memor
                                             memory=memory, gpu=GPU_RESERVATION),
         "serve-local.sh": SERVE_LOCAL.format(port=port, max_batch=max_batch),
         ".dockerignore": "**/__pycache__\nserving.json\n",
+        "README.md": DEPLOY_README.format(source=model_dir.name, port=port, cpus=cpus, memory=memory),
     }
     for name, text in files.items():
         write_text_atomic(out / name, text)
