@@ -84,16 +84,21 @@ def test_changed_sft_section_reruns_sft_and_after_only(resumed_run):
     assert [plan[n] for n in ("sft", "preferences", "dpo", "export")] == ["reuse", "reuse", "run", "run"]
 
 
-def test_sigterm_stops_the_stage_with_a_checkpoint_and_marks_it_interrupted(tmp_path):
+@pytest.mark.parametrize("how", ["sigterm", "ctrl-c"])
+def test_stop_signal_stops_the_stage_with_a_checkpoint_and_marks_it_interrupted(tmp_path, how):
     write_workdir(tmp_path)
     root = tmp_path / "runs" / "tiny"
     pipeline = subprocess.Popen(pipeline_command("pretrain.train.max_steps=100000"), cwd=tmp_path,
-                                env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)  # its own process group, as a shell gives a command
     deadline = time.time() + 240
     while not (root / KILL_AT).is_dir():
         assert pipeline.poll() is None and time.time() < deadline
         time.sleep(0.05)
-    pipeline.send_signal(signal.SIGTERM)  # passed on to the trainer, which saves and exits 0
+    if how == "sigterm":
+        pipeline.send_signal(signal.SIGTERM)  # passed on to the trainer, which saves and exits 0
+    else:
+        os.killpg(pipeline.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
     out, _ = pipeline.communicate(timeout=120)
     assert pipeline.returncode == 130, out[-2000:]
     assert "stage pretrain interrupted: run the same command again" in out
