@@ -118,3 +118,19 @@ def test_failing_stage_names_itself_and_its_log(tmp_path):
     assert "logs/data.log" in message and "no input file matches" in message
     state = PipelineState.load(tmp_path / "runs" / "tiny")
     assert state.stages["data"].status == "failed" and "pretrain" not in state.stages
+
+
+def test_a_second_pipeline_in_the_same_root_is_refused(tmp_path):
+    import fcntl
+
+    from slmkit.pipeline import run_pipeline
+    from slmkit.pipeline.runner import LOCK_FILE
+
+    cfg = config(tmp_path)
+    root = tmp_path / "runs" / "tiny"
+    root.mkdir(parents=True)
+    with open(root / LOCK_FILE, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running pipeline holds it
+        with pytest.raises(ConfigError, match="another slm pipeline is running in"):
+            run_pipeline(cfg, cwd=tmp_path, log=lambda *_: None)
+    assert not (root / "pipeline.json").exists()

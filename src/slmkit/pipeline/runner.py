@@ -11,6 +11,8 @@ fingerprint and its files are there. `start_from` re-runs one stage and everythi
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import shutil
 import time
@@ -27,6 +29,7 @@ from slmkit.pipeline.state import PipelineState, fingerprint, local_file_stamps
 from slmkit.train.trainer import RUN_STATUS_FILE
 
 LOG_DIR = "logs"
+LOCK_FILE = ".pipeline.lock"
 DEFAULT_ESTIMATE_S = 60.0  # a stage with no time limit and no earlier run to go by
 
 
@@ -72,6 +75,22 @@ def run_pipeline(cfg: PipelineConfig, cwd: Path | None = None, start_from: str |
     cwd = Path.cwd() if cwd is None else Path(cwd)
     root = (cwd / cfg.root).resolve()
     root.mkdir(parents=True, exist_ok=True)
+    with _exclusive(root):
+        return _run_locked(cfg, root, cwd, start_from, stop_after, echo, log)
+
+
+@contextlib.contextmanager
+def _exclusive(root: Path):
+    """One pipeline per run root at a time (the lock goes with the process, also when it is killed)."""
+    with open(root / LOCK_FILE, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"another slm pipeline is running in {root}: wait for it, or stop it first") from None
+        yield
+
+
+def _run_locked(cfg: PipelineConfig, root: Path, cwd: Path, start_from, stop_after, echo: bool, log) -> PipelineState:
     recipes = write_stage_configs(cfg, root, cwd)
     state = PipelineState.load(root)
     plan = plan_pipeline(cfg, state, recipes, start_from)
