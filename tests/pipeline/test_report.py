@@ -44,7 +44,7 @@ def test_postmortem_reports_planted_trouble(tmp_path):
     s.stages["pretrain"].attempts = 2
     found = "\n".join(items(postmortem(tmp_path, s, results(1.5, 0.3, 0.2))))
     assert "slowest stage: **pretrain**, 100 s of 125 s (80%)" in found
-    assert "pretrain was interrupted and resumed" in found
+    assert "pretrain was interrupted (or failed) and resumed" in found
     assert "pretraining: 2 step(s) skipped" in found
     assert "the loss spiked to 4.200 at step 9" in found
     assert "still falling at the end (2.0000 -> 1.5000)" in found
@@ -52,6 +52,16 @@ def test_postmortem_reports_planted_trouble(tmp_path):
     assert "SFT: story-request accuracy 0.000 -> 0.300" in found and "DPO: story-request accuracy 0.300 -> 0.200" in found
     assert "DPO: no gain on the checked requests" in found and "SFT: no gain" not in found
     assert "does not beat a Kneser-Ney n-gram" in found
+    assert "forgot part of the pretraining distribution" not in found  # base 1.5 -> sft 1.0
+
+
+def test_postmortem_flags_forgetting_and_reports_preference_accuracy(tmp_path):
+    write_metrics(tmp_path / "dpo", [0.69, 0.6, 0.5], [])
+    (tmp_path / "dpo" / "metrics.jsonl").open("a").write(
+        "\n".join(json.dumps({"step": s, "kind": "eval", "val_accuracy": a}) for s, a in ((0, 0.5), (50, 0.9))) + "\n")
+    found = "\n".join(items(postmortem(tmp_path, state(tmp_path, dpo=10), results(0.5, 0.3, 0.4))))
+    assert "SFT raised the bits per byte on plain text 0.5000 -> 1.0000" in found
+    assert "DPO: held-out preference accuracy 0.500 -> 0.900" in found
 
 
 def test_postmortem_is_quiet_on_a_clean_run(tmp_path):

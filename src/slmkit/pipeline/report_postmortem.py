@@ -11,6 +11,7 @@ from slmkit.pipeline.report_training import TRAINING_STAGES, read_metrics
 from slmkit.pipeline.state import PipelineState
 
 SPIKE_FACTOR = 1.5  # a training loss this many times the best so far (after warm-up) counts as a spike
+FORGETTING = 1.25  # SFT raising the plain-text bits per byte by a quarter counts as forgetting
 STILL_IMPROVING = 0.02  # held-out metric still moving by 2% between the last two evaluations: not converged
 
 
@@ -59,6 +60,9 @@ def _training_findings(root: Path, name: str, title: str) -> tuple[list[str], li
             advice.append(f"{title}: a lower peak learning rate or longer warm-up (loss spike)")
             break
         best = min(best, record["loss"])
+    accuracy = [r["val_accuracy"] for r in m.evals if "val_accuracy" in r]
+    if len(accuracy) >= 2:
+        findings.append(f"{title}: held-out preference accuracy {accuracy[0]:.3f} -> {accuracy[-1]:.3f}")
     key = {"pretrain": "val_bpb", "sft": "val_loss"}.get(name)
     points = [r[key] for r in m.evals if key and key in r]
     if len(points) >= 2 and points[-2] > 0 and (points[-2] - points[-1]) / points[-2] > STILL_IMPROVING:
@@ -87,6 +91,12 @@ def _result_findings(results: EvalResults) -> tuple[list[str], list[str]]:
             findings.append(f"{stage}: story-request accuracy {a:.3f} -> {b:.3f}")
             if b <= a:
                 advice.append(f"{stage}: no gain on the checked requests; more steps or data for {stage}")
+    base_bpb, sft_bpb = (metric(per_model.get(n, {}), "text", "bits_per_byte") for n in ("base", "sft"))
+    if base_bpb and sft_bpb and sft_bpb > FORGETTING * base_bpb:
+        findings.append(f"SFT raised the bits per byte on plain text {base_bpb:.4f} -> {sft_bpb:.4f}: the chat model "
+                        "forgot part of the pretraining distribution")
+        advice.append("SFT: a lower learning rate, fewer steps or a smaller rank, or pretraining text mixed into "
+                      "the SFT data, to keep plain-text modelling")
     dpo_bpb = metric(per_model.get("dpo", {}), "text", "bits_per_byte")
     for method in ("int8", "int4", "nf4"):
         q = metric(per_model.get(method, {}), "text", "bits_per_byte")

@@ -7,9 +7,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from slmkit.pipeline.report_cards import model_config
+from slmkit.pipeline.report_cards import model_config, read_json
 from slmkit.pipeline.state import PipelineState
 from slmkit.model.counting import flops_per_token
+from slmkit.train.trainer import RUN_STATUS_FILE
 
 TRAINING_STAGES = {"pretrain": "pretraining", "sft": "chat SFT", "dpo": "DPO"}
 VAL_METRIC = {"pretrain": "val_bpb", "sft": "val_loss", "dpo": "val_accuracy"}
@@ -71,17 +72,24 @@ def training_section(root: Path, plots: dict[str, str]) -> list[tuple]:
         m = read_metrics(root / name)
         if not m.train:
             continue
-        last, final = m.last_train, m.last_eval
-        val = ", ".join(f"{k.replace('val_', '')} {final[k]:.4f}" for k in ("val_loss", "val_bpb", "val_accuracy")
-                        if k in final)
-        rows.append([title, f"{last['step']:,}", f"{last.get('tokens', 0):,}", f"{m.train[0]['loss']:.4f}",
-                     f"{last['loss']:.4f}", val, str(last.get("skipped_total", 0))])
-    blocks: list[tuple] = [("h2", "Training"), ("table", ["stage", "steps", "tokens", "first loss", "last loss",
+        last = m.last_train
+        status = read_json(root / name / RUN_STATUS_FILE)
+        rows.append([title, f"{status.get('step', last['step']):,} ({status.get('status', '?')})",
+                     f"{last.get('tokens', 0):,}", f"{m.train[0]['loss']:.4f}", f"{last['loss']:.4f}",
+                     _held_out(m.evals[0] if m.evals else {}), _held_out(m.last_eval),
+                     str(last.get("skipped_total", 0))])
+    blocks: list[tuple] = [("h2", "Training"), ("table", ["stage", "steps (how it ended)", "tokens (last logged)",
+                                                          "first loss", "last loss", "held-out at the start",
                                                           "held-out at the end", "skipped steps"], rows)]
     if "training" in plots:
         blocks.append(("img", plots["training"], "training loss per step and the held-out metric at each evaluation "
                                                  "(bits per byte, SFT loss on assistant tokens, DPO preference accuracy)"))
     return blocks
+
+
+def _held_out(record: dict) -> str:
+    return ", ".join(f"{k.replace('val_', '')} {record[k]:.4f}" for k in ("val_loss", "val_bpb", "val_accuracy")
+                     if k in record)
 
 
 def compute_section(root: Path, state: PipelineState) -> list[tuple]:
