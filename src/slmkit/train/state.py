@@ -32,10 +32,14 @@ def torch_optimizers(optimizer):
 
 
 def gather_state(model, optimizer, dist) -> tuple[dict, dict, list]:
-    """(model state, optimizer state keyed by parameter name, [rng state per rank]); collective."""
+    """(model state, optimizer state keyed by parameter name, [rng state per rank]); collective. Full tensors,
+    on rank 0 (the other ranks' dicts may be empty); under pipeline parallelism the stages' parts merged."""
     module = unwrap(model)
-    model_state = get_model_state_dict(module, options=FULL_ON_CPU)
-    optimizer_state = get_optimizer_state_dict(module, torch_optimizers(optimizer), options=FULL_ON_CPU)
+    if dist.shape.pp > 1:
+        model_state, optimizer_state = _gather_pipeline_parts(module, optimizer, dist)
+    else:
+        model_state = get_model_state_dict(module, options=FULL_ON_CPU)
+        optimizer_state = get_optimizer_state_dict(module, torch_optimizers(optimizer), options=FULL_ON_CPU)
     rng = ckpt.rng_state()
     if dist.enabled:
         ranks = [None] * dist.world_size
@@ -45,6 +49,49 @@ def gather_state(model, optimizer, dist) -> tuple[dict, dict, list]:
     return model_state, optimizer_state, ranks
 
 
+def full_model_state(model, dist) -> dict:
+    """The whole model's full tensors on rank 0 (collective; other ranks get {})."""
+    if dist.shape.pp > 1:
+        return _gather_pipeline_parts(unwrap(model), None, dist)[0]
+    return get_model_state_dict(unwrap(model), options=FULL_ON_CPU)
+
+
+def _gather_pipeline_parts(part, optimizer, dist) -> tuple[dict, dict]:
+    """Each pipeline rank's part gathered whole over its own dp/tp sub-mesh, then the parts (sent by dp and tp
+    rank 0 of each stage) merged on rank 0 into one model's state and one optimizer's (groups joined by their
+    settings, in the order optim.parameter_groups makes: decayed first)."""
+    model_state = {k: v.cpu() for k, v in get_model_state_dict(part, options=FULL).items()}
+    optim_state = (get_optimizer_state_dict(part, torch_optimizers(optimizer), options=FULL)
+                   if optimizer is not None else {"state": {}, "param_groups": []})
+    optim_state = {"state": {k: {n: (t.cpu() if torch.is_tensor(t) else t) for n, t in v.items()}
+                             for k, v in optim_state["state"].items()},
+                   "param_groups": optim_state["param_groups"]}
+    sender = dist.dp_rank == 0 and dist.tp_rank == 0
+    parts = [None] * dist.world_size if dist.is_main else None
+    torch_dist.gather_object((model_state, optim_state) if sender else None, parts, dst=0)
+    if not dist.is_main:
+        return {}, {}
+    merged_model, merged_state, groups = {}, {}, {}
+    for got in parts:
+        if got is None:
+            continue
+        merged_model.update(got[0])
+        merged_state.update(got[1]["state"])
+        for group in got[1]["param_groups"]:
+            key = (group["weight_decay"], group.get("lr_scale"))
+            joined = groups.setdefault(key, {**group, "params": []})
+            joined["params"] = joined["params"] + list(group["params"])
+    ordered = sorted(groups.values(), key=lambda g: -g["weight_decay"])
+    return merged_model, {"state": merged_state, "param_groups": ordered}
+
+
+def _part_of_optimizer_state(state: dict, names: set[str]) -> dict:
+    """The entries of a full optimizer state (keyed by parameter name) for the parameters in `names`."""
+    groups = [{**g, "params": [p for p in g["params"] if p in names]} for g in state["param_groups"]]
+    return {"state": {k: v for k, v in state["state"].items() if k in names},
+            "param_groups": [g for g in groups if g["params"]]}
+
+
 def restore_state(directory, model, optimizer, scaler, model_config, dist, weights=None) -> dict:
     """Load a checkpoint into the live model and optimizer on every rank; returns its trainer state.
     `weights` (default FullWeights) reads the checkpoint's tensors; a non-strict one restores part of the model."""
@@ -52,12 +99,18 @@ def restore_state(directory, model, optimizer, scaler, model_config, dist, weigh
     state = ckpt.verify_checkpoint(directory, checksums=dist.is_main)
     module = unwrap(model)
     model_state = weights.read(directory, model_config)
+    part_only = dist.shape.pp > 1  # this rank holds some layers: the others' tensors are not for it
+    names = set(get_model_state_dict(module).keys()) if part_only else None
+    if part_only:
+        model_state = {k: v for k, v in model_state.items() if k in names}
     try:
         set_model_state_dict(module, model_state, options=StateDictOptions(full_state_dict=True, strict=weights.strict))
     except (RuntimeError, KeyError, ValueError) as e:
         raise CheckpointError(f"{directory}: the weights do not fit this model ({str(e).splitlines()[0]}); "
                               "was it trained with a different model config?") from None
     files, rng = ckpt.load_training_files(directory)
+    if part_only:
+        files["optimizer"] = _part_of_optimizer_state(files["optimizer"], names)
     try:
         set_optimizer_state_dict(module, torch_optimizers(optimizer), files["optimizer"], options=FULL)
     except (RuntimeError, KeyError, ValueError) as e:
@@ -70,9 +123,31 @@ def restore_state(directory, model, optimizer, scaler, model_config, dist, weigh
     return state
 
 
-def grad_norm(parameters: list[torch.Tensor], max_norm: float) -> torch.Tensor:
-    """Clip to `max_norm` (0: no clipping) and return the global norm before clipping, as a plain tensor."""
-    norm = torch.nn.utils.clip_grad_norm_(parameters, max_norm if max_norm > 0 else float("inf"), foreach=True)
-    if hasattr(norm, "full_tensor"):  # a DTensor under FSDP2
-        norm = norm.full_tensor()
-    return norm
+def grad_norm(parameters: list[torch.Tensor], max_norm: float, pp_group=None) -> torch.Tensor:
+    """Clip to `max_norm` (0: no clipping) and return the global norm before clipping, as a plain tensor.
+
+    DTensor gradients (FSDP2, tensor parallelism) give their norm over their whole mesh; plain ones (replicated
+    under tensor parallelism, or every parameter without a mesh) are whole on each rank. Under pipeline
+    parallelism each stage holds different parameters, so the squared norms are summed over `pp_group` first:
+    every stage clips by the same global norm, as one process would."""
+    groups: dict = {}  # the gradients' mesh (None: plain tensors) -> parameters
+    for p in parameters:
+        if p.grad is not None:
+            groups.setdefault(getattr(p.grad, "device_mesh", None), []).append(p)
+    norms = []
+    for mesh, params in groups.items():
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
+        norms.append(norm.full_tensor() if mesh is not None else norm)
+    if not norms:
+        return torch.zeros(())
+    if len(norms) == 1 and pp_group is None:
+        total = norms[0]
+    else:
+        squared = torch.stack([n.float() ** 2 for n in norms]).sum()
+        if pp_group is not None:
+            torch_dist.all_reduce(squared, group=pp_group)
+        total = squared.sqrt()
+    if max_norm > 0:
+        for params in groups.values():
+            torch.nn.utils.clip_grads_with_norm_(params, max_norm, total, foreach=True)
+    return total

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from slmkit.config import save_config, to_dict
 from slmkit.fileio import write_json_atomic
-from slmkit.model import flops_per_token
+from slmkit.model import Decoder, flops_per_token
 from slmkit.errors import ConfigError, SlmError
 from slmkit.eval.likelihood import token_byte_lengths
 from slmkit.train import checkpointing as ckpt
@@ -34,7 +34,8 @@ from slmkit.train.evaluation import evaluate, sample
 from slmkit.train.optim import build_optimizer
 from slmkit.train.precision import autocast, configure_device, grad_scaler
 from slmkit.train.schedules import make_schedule, set_lr
-from slmkit.train.state import gather_state, grad_norm, restore_state
+from slmkit.train.model_parallel import parallelize
+from slmkit.train.state import full_model_state, gather_state, grad_norm, restore_state
 from slmkit.train.throughput import memory_in_use, peak_flops
 from slmkit.train.tracking import Tracker, plot_curves, run_info
 from slmkit.train.weights import FullWeights
@@ -73,14 +74,21 @@ class Trainer:
 
         self.model_config = unwrap(model).config
         unwrap(model).gradient_checkpointing = self.tcfg.gradient_checkpointing or self.model_config.gradient_checkpointing
-        self.model = wrap_model(model.to(device), self.tcfg, dist, device)
-        self.fsdp = is_fsdp(self.model)
+        self.pipeline = None
+        if dist.shape.model_parallel:
+            self._check_model_parallel(model, loss_fn, dist)
+            local = parallelize(model.to(device), self.tcfg, dist, device)
+            self.model, self.pipeline = local.module, local.pipeline
+        else:
+            self.model = wrap_model(model.to(device), self.tcfg, dist, device)
+        self.fsdp = is_fsdp(self.model) and not dist.shape.model_parallel  # a mesh autocasts (model_parallel.py)
+        self.pp_group = dist.mesh["pp"].get_group() if dist.shape.pp > 1 else None
         self.optimizer = build_optimizer(unwrap(self.model), self.tcfg, device)
         self.params = [p for p in unwrap(self.model).parameters() if p.requires_grad]
         self.scaler = grad_scaler(self.tcfg.precision, device)
         self.schedule = make_schedule(self.tcfg)
         self.rows = self.tcfg.batch_size
-        self.rows_per_step = self.rows * self.tcfg.grad_accum * dist.world_size
+        self.rows_per_step = self.rows * self.tcfg.grad_accum * dist.dp_size
 
         self.step, self.skipped, self.bad_in_row, self.train_seconds = 0, 0, 0, 0.0
         self.best_val_loss, self.last_eval = math.inf, {}
@@ -95,6 +103,15 @@ class Trainer:
         self.forward_model = torch.compile(self.model) if self.tcfg.compile else self.model
         self.byte_lengths = (token_byte_lengths(tokenizer, self.model_config.vocab_size)
                              if tokenizer is not None else None)
+
+    @staticmethod
+    def _check_model_parallel(model, loss_fn, dist: Dist) -> None:
+        if any(not p.requires_grad for p in model.parameters()):
+            raise ConfigError("tensor and pipeline parallelism train every parameter of a plain decoder; a model "
+                              "with frozen parameters (LoRA, a frozen base) trains with train.parallel=ddp")
+        if loss_fn is not None and dist.shape.pp > 1:
+            raise ConfigError("pipeline parallelism computes the language-model loss on the last stage; an "
+                              "objective with its own loss trains with tp or dp")
 
     # --- resume --------------------------------------------------------------------------------
     def _resume(self) -> None:
@@ -132,11 +149,13 @@ class Trainer:
         if batch_rows(batch) != self.rows_per_step:
             raise SlmError(f"the batch source gave {batch_rows(batch)} rows, expected {self.rows_per_step}")
         total_weight = max(self.weight_fn(batch), 1)
-        scale = self.dist.world_size / total_weight
+        scale = self.dist.dp_size / total_weight  # data-parallel gradients are averaged over dp
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         extras_sum: dict = {}
-        for m in range(self.tcfg.grad_accum):
-            micro = to_device(micro_batch(batch, m, self.dist.rank, self.rows, self.dist.world_size), self.device)
+        if self.pipeline is not None:
+            loss_sum = self._pipeline_step(batch, scale)
+        for m in range(self.tcfg.grad_accum if self.pipeline is None else 0):
+            micro = to_device(micro_batch(batch, m, self.dist.dp_rank, self.rows, self.dist.dp_size), self.device)
             with no_grad_sync(self.model, m < self.tcfg.grad_accum - 1):
                 with autocast(self.tcfg.precision, self.device, self.fsdp):
                     loss, extras = self.loss_fn(self.forward_model, micro)
@@ -145,11 +164,11 @@ class Trainer:
             loss_sum += loss.detach().double()
             for k, v in extras.items():
                 extras_sum[k] = extras_sum.get(k, 0.0) + float(v) / self.tcfg.grad_accum
-        total = self.dist.all_reduce_sum([float(loss_sum)], self.device)[0]
+        total = self.dist.all_reduce_sum([float(loss_sum) if self.dist.reports_loss else 0.0], self.device)[0]
         loss_value = total / total_weight
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        norm = float(grad_norm(self.params, self.tcfg.grad_clip))
+        norm = float(grad_norm(self.params, self.tcfg.grad_clip, self.pp_group))
         lr = self.schedule(self._schedule_step())
         finite = math.isfinite(loss_value) and math.isfinite(norm)
         if finite:
@@ -167,6 +186,15 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         return {"loss": loss_value, "lr": lr, "grad_norm": norm, "skipped": not finite, **extras_sum}
+
+    def _pipeline_step(self, batch, scale: float) -> torch.Tensor:
+        """This dp rank's micro-batches through the pipeline (forward and backward); the summed loss on the last
+        stage, 0 elsewhere."""
+        micros = [micro_batch(batch, m, self.dist.dp_rank, self.rows, self.dist.dp_size)
+                  for m in range(self.tcfg.grad_accum)]
+        x, y = to_device((torch.cat([m[0] for m in micros]), torch.cat([m[1] for m in micros])), self.device)
+        with autocast(self.tcfg.precision, self.device):
+            return self.pipeline.run(x, y, scale)
 
     def _schedule_step(self) -> int:
         """The step the schedule is read at: the optimizer step, or with train.time_schedule the step
@@ -266,13 +294,24 @@ class Trainer:
 
     # --- evaluation and checkpoints ------------------------------------------------------------
     def _evaluate(self) -> dict:
+        if self.dist.shape.model_parallel:  # a full copy of the weights, evaluated by rank 0 alone
+            state = full_model_state(self.model, self.dist)
+            if self.dist.is_main:
+                if self.model_config.tie_embeddings:
+                    state.pop("head.weight", None)  # the embedding, stored once
+                eval_model = Decoder.from_tensors(self.model_config, state, "the training run").to(self.device)
+                results = self._evaluate_model(eval_model, Dist())
+            self.dist.barrier()
+            return results if self.dist.is_main else {}
+        return self._evaluate_model(unwrap(self.model), self.dist)
+
+    def _evaluate_model(self, eval_model, dist: Dist) -> dict:
         results: dict = {}
-        eval_model = unwrap(self.model)
         ctx = lambda: autocast(self.tcfg.precision, self.device, self.fsdp)  # noqa: E731
         if self.eval_fn is not None:
             results = self.eval_fn(eval_model, ctx)
         elif self.eval_data is not None:
-            results = evaluate(eval_model, self.eval_data, self.device, ctx, self.byte_lengths, self.dist)
+            results = evaluate(eval_model, self.eval_data, self.device, ctx, self.byte_lengths, dist)
         if "val_loss" in results:  # an RL objective reports rewards instead
             self.best_val_loss = min(self.best_val_loss, results["val_loss"])
             results["best_val_loss"] = self.best_val_loss
