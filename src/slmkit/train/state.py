@@ -7,6 +7,8 @@ rank 0 so that a resumed multi-process run continues each rank's random stream.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.distributed as torch_dist
 from torch.distributed.checkpoint.state_dict import (
@@ -19,7 +21,9 @@ from torch.distributed.checkpoint.state_dict import (
 
 from slmkit.errors import CheckpointError
 from slmkit.train import checkpointing as ckpt
+from slmkit.fileio import temporary_sibling
 from slmkit.train.distributed import unwrap
+from slmkit.train.sharded_checkpoint import is_sharded, load_sharded, save_sharded
 from slmkit.train.weights import FullWeights
 
 FULL_ON_CPU = StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -31,11 +35,16 @@ def torch_optimizers(optimizer):
     return getattr(optimizer, "optimizers", optimizer)
 
 
-def gather_state(model, optimizer, dist) -> tuple[dict, dict, list]:
+def gather_state(model, optimizer, dist, sharded: Path | None = None) -> tuple[dict | None, dict | None, list]:
     """(model state, optimizer state keyed by parameter name, [rng state per rank]); collective. Full tensors,
-    on rank 0 (the other ranks' dicts may be empty); under pipeline parallelism the stages' parts merged."""
+    on rank 0 (the other ranks' dicts may be empty); under pipeline parallelism the stages' parts merged.
+    With `sharded` (a directory all ranks see), every rank writes its shards there instead (DCP) and the two
+    states are None."""
     module = unwrap(model)
-    if dist.shape.pp > 1:
+    if sharded is not None:
+        save_sharded(sharded, module, torch_optimizers(optimizer))
+        model_state = optimizer_state = None
+    elif dist.shape.pp > 1:
         model_state, optimizer_state = _gather_pipeline_parts(module, optimizer, dist)
     else:
         model_state = get_model_state_dict(module, options=FULL_ON_CPU)
@@ -47,6 +56,14 @@ def gather_state(model, optimizer, dist) -> tuple[dict, dict, list]:
     else:
         ranks = [rng]
     return model_state, optimizer_state, ranks
+
+
+def shared_temporary(final: Path, dist) -> Path:
+    """A temporary directory beside `final`, made by rank 0 and named to every rank (collective)."""
+    name = [str(temporary_sibling(final)) if dist.is_main else None]
+    if dist.enabled:
+        torch_dist.broadcast_object_list(name, src=0)
+    return Path(name[0])
 
 
 def full_model_state(model, dist) -> dict:
@@ -98,6 +115,14 @@ def restore_state(directory, model, optimizer, scaler, model_config, dist, weigh
     weights = weights or FullWeights()
     state = ckpt.verify_checkpoint(directory, checksums=dist.is_main)
     module = unwrap(model)
+    if is_sharded(directory):
+        try:
+            load_sharded(directory, module, torch_optimizers(optimizer))
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise CheckpointError(f"{directory}: the distributed checkpoint does not fit this model "
+                                  f"({str(e).splitlines()[0]}); was it trained with a different model config?") from None
+        _restore_rng(rng_of(directory), dist)
+        return state
     model_state = weights.read(directory, model_config)
     part_only = dist.shape.pp > 1  # this rank holds some layers: the others' tensors are not for it
     names = set(get_model_state_dict(module).keys()) if part_only else None
@@ -117,10 +142,20 @@ def restore_state(directory, model, optimizer, scaler, model_config, dist, weigh
         raise CheckpointError(f"{directory}: the optimizer state does not fit ({str(e).splitlines()[0]})") from None
     if scaler is not None and files.get("scaler"):
         scaler.load_state_dict(files["scaler"])
+    _restore_rng(rng, dist)
+    return state
+
+
+def rng_of(directory: Path) -> dict:
+    path = Path(directory) / ckpt.RNG_FILE
+    return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else {"ranks": []}
+
+
+def _restore_rng(rng: dict, dist) -> None:
+    """This rank's RNG state as saved (rank 0's when the run had fewer ranks)."""
     ranks = rng.get("ranks") or []
     if ranks:
         ckpt.set_rng_state(ranks[dist.rank] if dist.rank < len(ranks) else ranks[0])
-    return state
 
 
 def grad_norm(parameters: list[torch.Tensor], max_norm: float, pp_group=None) -> torch.Tensor:

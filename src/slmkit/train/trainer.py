@@ -35,7 +35,7 @@ from slmkit.train.optim import build_optimizer
 from slmkit.train.precision import autocast, configure_device, grad_scaler
 from slmkit.train.schedules import make_schedule, set_lr
 from slmkit.train.model_parallel import parallelize
-from slmkit.train.state import full_model_state, gather_state, grad_norm, restore_state
+from slmkit.train.state import full_model_state, gather_state, grad_norm, restore_state, shared_temporary
 from slmkit.train.throughput import memory_in_use, peak_flops
 from slmkit.train.tracking import Tracker, plot_curves, run_info
 from slmkit.train.weights import FullWeights
@@ -264,9 +264,7 @@ class Trainer:
             if status != "interrupted":  # finished or out of time: the final numbers
                 self._evaluate()
             path = self.save_checkpoint()
-            if self.dist.is_main:
-                self.weights.write(self.run_dir, self.weights.read(path, self.model_config), self.model_config,
-                                   self.tokenizer_dir)
+            self._write_final_model(path)
         finally:
             bar.close()
             self._restore_signal_handlers(handlers)
@@ -276,6 +274,17 @@ class Trainer:
         return {"status": status, "step": self.step, "skipped_steps": self.skipped, "checkpoint": str(path),
                 "run_dir": str(self.run_dir), "plot": str(plot) if plot else None, **self.last_eval,
                 "train_seconds": self.train_seconds, "wall_seconds": time.perf_counter() - window_start}
+
+    def _write_final_model(self, checkpoint: Path) -> None:
+        """The run directory's model files, from the last checkpoint (gathered whole from the ranks when that one
+        is sharded: collective)."""
+        if self.dist.shape.model_parallel:
+            state = full_model_state(self.model, self.dist)
+        else:
+            state = self.weights.read(checkpoint, self.model_config) if self.dist.is_main else None
+        if self.dist.is_main:
+            self.weights.write(self.run_dir, state, self.model_config, self.tokenizer_dir)
+        self.dist.barrier()
 
     def _should_stop(self) -> str | None:
         # one collective, so every rank takes the same branch and shares one clock (the mean training time)
@@ -332,8 +341,10 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         """Write a checkpoint of the current step (collective: every rank must call it)."""
-        model_state, optim_state, rng = gather_state(self.model, self.optimizer, self.dist)
         path = self.run_dir / ckpt.CHECKPOINTS / ckpt.checkpoint_name(self.step)
+        # a model split over a mesh is saved by every rank as DCP shards, into one directory they all see
+        sharded = shared_temporary(path, self.dist) if self.dist.shape.model_parallel else None
+        model_state, optim_state, rng = gather_state(self.model, self.optimizer, self.dist, sharded)
         if self.dist.is_main:
             evaluated_now = self.last_eval.get("eval_step") == self.step
             state = {
@@ -345,11 +356,12 @@ class Trainer:
                 "skipped_steps": self.skipped,
                 "train_seconds": self.train_seconds,
                 "world_size": self.dist.world_size,
+                "mesh": self.dist.shape.describe(),
                 "rows_per_step": self.rows_per_step,
             }
             path = ckpt.save_checkpoint(self.run_dir, self.step, model_state, optim_state, rng, state, self.cfg,
                                         self.model_config, self.tokenizer_dir,
-                                        self.scaler.state_dict() if self.scaler else None, self.weights)
+                                        self.scaler.state_dict() if self.scaler else None, self.weights, sharded)
             ckpt.prune_checkpoints(self.run_dir, self.tcfg.keep_last, self.tcfg.keep_best)
         self.dist.barrier()
         return path
