@@ -13,6 +13,8 @@ The model is 4 layers (so the interleaved schedule has a layer per virtual stage
 a head tied to an embedding on another stage); tests/train/tensor_parallel_check.py covers the tied head.
 """
 
+import json
+import socket
 import subprocess
 import sys
 
@@ -145,3 +147,29 @@ def test_ranks_of_one_data_parallel_group_share_its_rows():
     assert [Dist(rank=r, world_size=8, shape=shape).reports_loss for r in range(8)] == [False] * 4 + [True, False] * 2
     plain = Dist(rank=1, world_size=2)  # no mesh: every process is a data-parallel rank
     assert (plain.dp_rank, plain.dp_size, plain.reports_loss) == (1, 2, True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_rendezvous_and_match_one_process(data_dir, tmp_path, single):
+    """Two torchrun agents ("nodes", one process each) meet at a c10d rendezvous on localhost, as on two hosts
+    (docs/scaling-out.md), and train data-parallel: the same losses as one process."""
+    recipe = mesh_recipe(tmp_path / "r.yaml", data_dir, tmp_path / "run", backend="gloo", batch_size=2, grad_accum=2,
+                         **SETTINGS)
+    port = free_port()
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+                               "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=two-nodes",
+                               f"--node_rank={rank}", "-m", "slmkit", "train", str(recipe)],
+                              env=subprocess_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for rank in range(2)]
+    outputs = [node.communicate(timeout=240)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], "\n".join(o[-3000:] for o in outputs)
+    run = tmp_path / "run"
+    info = json.loads((run / "run_info.json").read_text())
+    assert info["hardware"]["world_size"] == 2
+    assert losses(run) == pytest.approx(losses(single), abs=1e-4)
+    assert val_losses(run) == pytest.approx(val_losses(single), abs=1e-4)

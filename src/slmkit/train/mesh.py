@@ -90,7 +90,7 @@ def check_model_fits(shape: MeshShape, model_config, train_cfg) -> None:
         for name in ("d_ff", "vocab_size"):
             if getattr(c, name) % shape.tp:
                 raise ConfigError(f"tensor parallelism splits model.{name} ({getattr(c, name)}) evenly: it is not "
-                                  f"divisible by tp={shape.tp}")
+                                  f"divisible by tp={shape.tp} (pad it up to a multiple, as GPT-2's 50257 -> 50304)")
         if train_cfg.sequence_parallel and c.positions != "rope":
             raise ConfigError(f"sequence parallelism needs rotary positions (model.positions={c.positions} adds a "
                               "table to the whole sequence): set train.sequence_parallel=false")

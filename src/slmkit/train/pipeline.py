@@ -123,10 +123,11 @@ class Pipeline:
         self.scale, self.summed = scale, []
         target = y if self.has_last else None
         losses = [] if self.has_last else None
+        # return_outputs=False: the last stage would otherwise keep every micro-batch's logits to concatenate them
         if self.has_first:
-            self.schedule.step(x, target=target, losses=losses)
+            self.schedule.step(x, target=target, losses=losses, return_outputs=False)
         else:
-            self.schedule.step(target=target, losses=losses)
+            self.schedule.step(target=target, losses=losses, return_outputs=False)
         if not self.summed:
             return torch.zeros((), dtype=torch.float64, device=x.device)
         # the first step also calls the loss once on the stage's shape-inference output: keep the real ones
