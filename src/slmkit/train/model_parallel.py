@@ -39,13 +39,10 @@ def parallelize(model: Decoder, train_cfg, dist, device) -> LocalModel:
         raise ConfigError("train.precision=fp16 is not supported with tp/pp meshes; use bf16 (no loss scaling needed)")
     if train_cfg.compile and shape.pp > 1:
         raise ConfigError("train.compile is not supported with pipeline parallelism yet; leave it off for pp")
-    if train_cfg.loss_chunk_size and shape.pp > 1:
-        raise ConfigError("train.loss_chunk_size is not supported with pipeline parallelism (the last stage "
-                          "returns whole logits); leave it unset for pp")
     mesh = dist.mesh
     if shape.pp > 1:
         v = pipeline_stages_per_rank(train_cfg)
-        part, stages = split_decoder(model, dist.pp_rank, shape.pp, v)
+        part, stages = split_decoder(model, dist.pp_rank, shape.pp, v, hidden_out=bool(train_cfg.loss_chunk_size))
         forward_modules = [m for _, m in stages]
     else:
         part, stages, forward_modules = model, [], [model]
@@ -62,5 +59,5 @@ def parallelize(model: Decoder, train_cfg, dist, device) -> LocalModel:
     if shape.pp > 1:
         n_stages = shape.pp * pipeline_stages_per_rank(train_cfg)
         pipeline = Pipeline(stages, n_stages, train_cfg.pp_schedule, train_cfg.grad_accum, mesh["pp"].get_group(),
-                            device)
+                            device, train_cfg.loss_chunk_size)
     return LocalModel(part, pipeline)

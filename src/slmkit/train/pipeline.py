@@ -29,7 +29,7 @@ from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGP
 from torch.utils.checkpoint import checkpoint
 
 from slmkit.model.decoder import Decoder
-from slmkit.model.loss import IGNORE_INDEX
+from slmkit.model.loss import IGNORE_INDEX, chunked_cross_entropy
 
 SCHEDULES = {"gpipe": ScheduleGPipe, "1f1b": Schedule1F1B, "interleaved": ScheduleInterleaved1F1B}
 
@@ -39,9 +39,10 @@ class DecoderStage(nn.Module):
     norm and head when `last`. forward: ids [batch, seq] (first) or hidden [batch, seq, d_model] ->
     hidden, or logits [batch, seq, vocab] (last)."""
 
-    def __init__(self, decoder: Decoder, layers: list[int], first: bool, last: bool):
+    def __init__(self, decoder: Decoder, layers: list[int], first: bool, last: bool, hidden_out: bool = False):
         super().__init__()
         self.config, self.first, self.last = decoder.config, first, last
+        self.hidden_out = hidden_out  # the last stage returns final-norm hidden states (a chunked loss applies the head)
         self.gradient_checkpointing = decoder.gradient_checkpointing
         self.rope = decoder.rope
         if first:
@@ -60,7 +61,10 @@ class DecoderStage(nn.Module):
                 x, _ = checkpoint(block, x, rope, None, use_reentrant=False)
             else:
                 x, _ = block(x, rope)
-        return Decoder.logits(self, self.final_norm(x)) if self.last else x
+        if not self.last:
+            return x
+        x = self.final_norm(x)
+        return x if self.hidden_out else Decoder.logits(self, x)
 
 
 def stage_layers(n_layers: int, n_stages: int) -> list[list[int]]:
@@ -74,13 +78,14 @@ def stage_layers(n_layers: int, n_stages: int) -> list[list[int]]:
     return out
 
 
-def split_decoder(decoder: Decoder, pp_rank: int, pp_size: int, stages_per_rank: int):
+def split_decoder(decoder: Decoder, pp_rank: int, pp_size: int, stages_per_rank: int, hidden_out: bool = False):
     """(part, [(stage index, DecoderStage)]) for rank `pp_rank`: its stages r, r + pp, ... and one DecoderStage
-    over all of them (`part`). The layers of other ranks are dropped from `decoder`'s memory (meta device)."""
+    over all of them (`part`). The layers of other ranks are dropped from `decoder`'s memory (meta device).
+    `hidden_out`: the last stage returns hidden states, for a loss computed in chunks."""
     n_stages = pp_size * stages_per_rank
     layers = stage_layers(decoder.config.n_layers, n_stages)
     mine = [pp_rank + k * pp_size for k in range(stages_per_rank)]
-    stages = [(s, DecoderStage(decoder, layers[s], s == 0, s == n_stages - 1)) for s in mine]
+    stages = [(s, DecoderStage(decoder, layers[s], s == 0, s == n_stages - 1, hidden_out)) for s in mine]
     owned = sorted(i for s in mine for i in layers[s])
     part = DecoderStage(decoder, owned, 0 in mine, n_stages - 1 in mine)
     for i, block in enumerate(decoder.blocks):
@@ -97,7 +102,7 @@ class Pipeline:
     """This rank's stages and the schedule that runs one optimizer step's micro-batches through them."""
 
     def __init__(self, stages: list[tuple[int, nn.Module]], n_stages: int, schedule: str, n_microbatches: int,
-                 pp_group, device: torch.device):
+                 pp_group, device: torch.device, loss_chunk_size: int | None = None):
         self.has_first = any(s == 0 for s, _ in stages)
         self.has_last = any(s == n_stages - 1 for s, _ in stages)
         pipe_stages = [PipelineStage(module, s, n_stages, device, group=pp_group) for s, module in stages]
@@ -107,13 +112,21 @@ class Pipeline:
         else:
             self.schedule = cls(pipe_stages[0], n_microbatches=n_microbatches, loss_fn=self._loss, scale_grads=False)
         self.n_microbatches = n_microbatches
+        last = [module for s, module in stages if s == n_stages - 1]
+        # with a chunk size the last stage returns hidden states and the loss applies the head a chunk at a time
+        self.chunk = loss_chunk_size
+        self.head = (lambda hidden: Decoder.logits(last[0], hidden)) if last else None
         self.scale = 1.0
         self.summed: list[torch.Tensor] = []
 
     def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """One micro-batch's loss on the last stage: its summed cross-entropy, scaled as the Trainer scales."""
-        summed = F.cross_entropy(logits.float().flatten(0, -2), targets.flatten(), ignore_index=IGNORE_INDEX,
-                                 reduction="sum")
+        if self.chunk:  # `logits` are the final-norm hidden states here
+            count = (targets != IGNORE_INDEX).sum()
+            summed = chunked_cross_entropy(logits, self.head, targets, self.chunk) * count
+        else:
+            summed = F.cross_entropy(logits.float().flatten(0, -2), targets.flatten(), ignore_index=IGNORE_INDEX,
+                                     reduction="sum")
         self.summed.append(summed.detach())
         return summed * self.scale
 
