@@ -1,11 +1,13 @@
-"""Distributed checkpoints (DCP) of a tensor-parallel run resume under the same mesh exactly, and under another mesh
+"""Distributed checkpoints (DCP) of a tensor-parallel run (tied head) resume under the same mesh exactly, and under another mesh
 (pipeline stages) and a single process with the same next losses; the final model is an ordinary model directory.
 
 One tp=2 run saves at steps 4 and 8. Its step-4 checkpoint then resumes (a) in place after its step-8 checkpoint is
 deleted, as after a crash: the same layout replays steps 5-8 bitwise (the shards hold the exact tensors, the data
 and RNG state are restored); (b) as pp=2 (1F1B) and (c) as one process, each with the same 8-row global batch:
 their losses at steps 5-8 agree with the tp run's to 1e-4 (measured <= 1e-6; only float32 summation order differs,
-as in test_model_parallel.py), which a mis-sharded or mis-keyed tensor, or lost Adam moments, would not.
+as in test_model_parallel.py), which a mis-sharded or mis-keyed tensor, or lost Adam moments, would not. Under pp the
+tied matrix is two copies (the first stage's embedding, the last stage's head) whose gradients are summed, whose
+norm is counted once, and the head's copy reads the embedding's optimizer state from the shards.
 """
 
 import json
@@ -20,6 +22,7 @@ from tests.train.conftest import run_slm
 from tests.train.test_distributed import losses
 from tests.train.test_model_parallel import mesh_recipe, torchrun
 
+TIED = dict(tie_embeddings=True)  # under pp: two copies of the matrix (first and last stage), summed gradients
 SETTINGS = dict(max_steps=8, warmup_steps=2, log_every=1, eval_every=0, sample_tokens=0, checkpoint_every=4,
                 keep_last=2)
 
@@ -32,7 +35,7 @@ def losses_by_step(run_dir) -> dict[int, float]:
 @pytest.fixture(scope="module")
 def tp_run(data_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("tp-run")
-    recipe = mesh_recipe(root / "r.yaml", data_dir, root / "run", parallel="tp", backend="gloo", batch_size=4,
+    recipe = mesh_recipe(root / "r.yaml", data_dir, root / "run", model=TIED, parallel="tp", backend="gloo", batch_size=4,
                          grad_accum=2, **SETTINGS)
     out = torchrun(recipe, 2)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -73,10 +76,11 @@ def test_other_layouts_resume_with_the_same_next_losses(data_dir, tp_run, tmp_pa
     checkpoint = run / "checkpoints" / "step_00000004"
     common = dict(SETTINGS, resume=str(checkpoint))
     if layout == "one-process":
-        recipe = mesh_recipe(tmp_path / "r.yaml", data_dir, tmp_path / "run", batch_size=8, **common)
+        recipe = mesh_recipe(tmp_path / "r.yaml", data_dir, tmp_path / "run", model=TIED, batch_size=8, **common)
         out = run_slm("train", str(recipe))
     else:
-        recipe = mesh_recipe(tmp_path / "r.yaml", data_dir, tmp_path / "run", parallel="pp", pp_schedule="1f1b",
+        recipe = mesh_recipe(tmp_path / "r.yaml", data_dir, tmp_path / "run", model=TIED, parallel="pp",
+                             pp_schedule="1f1b",
                              backend="gloo", batch_size=2, grad_accum=4, **common)
         out = torchrun(recipe, 2)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

@@ -11,8 +11,9 @@ weights are held to the same bound.
 
 The gpipe layout also computes its loss in chunks of 8 positions on the last stage (train.loss_chunk_size),
 which sums the same cross-entropy in a different order. The model is 4 layers (so the interleaved schedule has a
-layer per virtual stage) with an untied head (pp refuses a head tied to an embedding on another stage);
-tests/train/tensor_parallel_check.py covers the tied head.
+layer per virtual stage) with an untied head; test_mesh_checkpoints.py trains a tied one under tp and pp (whose
+two copies of the matrix, on the first and last stage, must take the same steps), tensor_parallel_check.py
+checks its tp gradients.
 """
 
 import json
@@ -22,6 +23,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from slmkit.errors import ConfigError
@@ -37,12 +39,11 @@ SETTINGS = dict(max_steps=8, warmup_steps=2, log_every=1, eval_every=4, eval_win
 MODEL = dict(TINY_MODEL, n_layers=4, tie_embeddings=False)
 
 
-def mesh_recipe(path, data_dir, out_dir, **train):
+def mesh_recipe(path, data_dir, out_dir, model=None, **train):
+    """A tiny recipe with the 4-layer model (`model`: fields to change)."""
     path = write_recipe(path, data_dir, out_dir, **train)
-    import yaml
-
     data = yaml.safe_load(path.read_text())
-    data["model"] = dict(MODEL)
+    data["model"] = dict(MODEL, **(model or {}))
     path.write_text(yaml.safe_dump(data))
     return path
 

@@ -106,10 +106,6 @@ def check_model_fits(shape: MeshShape, model_config, train_cfg) -> None:
             raise ConfigError(f"pipeline parallelism needs a layer per stage: model.n_layers ({c.n_layers}) is "
                               f"less than the {stages} stages of pp={shape.pp} with train.pp_schedule="
                               f"{train_cfg.pp_schedule}")
-        if c.tie_embeddings:
-            raise ConfigError("model.tie_embeddings=true shares one matrix between the first pipeline stage "
-                              "(embedding) and the last (head), which live on different processes: set "
-                              "model.tie_embeddings=false for pp")
         if train_cfg.grad_accum < shape.pp and train_cfg.pp_schedule != "gpipe":
             raise ConfigError(f"train.pp_schedule={train_cfg.pp_schedule} needs at least as many micro-batches "
                               f"(train.grad_accum={train_cfg.grad_accum}) as stages (pp={shape.pp}); raise "

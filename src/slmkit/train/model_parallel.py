@@ -21,7 +21,7 @@ from torch.distributed.fsdp import fully_shard
 from slmkit.errors import ConfigError
 from slmkit.model.decoder import Decoder
 from slmkit.train.mesh import check_model_fits, pipeline_stages_per_rank
-from slmkit.train.pipeline import Pipeline, split_decoder
+from slmkit.train.pipeline import Pipeline, split_decoder, sum_tied_gradients, tied_embedding_group
 from slmkit.train.tensor_parallel import apply_tensor_parallel
 
 
@@ -29,6 +29,20 @@ from slmkit.train.tensor_parallel import apply_tensor_parallel
 class LocalModel:
     module: nn.Module  # this rank's parameters, under the full decoder's names
     pipeline: Pipeline | None = None
+    tied_group: object = None  # pp with a tied head: the group summing the embedding and head copies' gradients
+
+    def copies(self) -> list:
+        """Parameters that repeat one counted on another rank (a tied head's copy on the last pipeline stage): the
+        global gradient norm counts the matrix once."""
+        part = self.module
+        if self.tied_group is not None and part.last and not part.first:
+            return [part.head.weight]
+        return []
+
+    def after_backward(self) -> None:
+        """What the gradients need once every micro-batch is through: the tied copies summed (pp)."""
+        if self.tied_group is not None:
+            sum_tied_gradients(self.module, self.tied_group)
 
 
 def parallelize(model: Decoder, train_cfg, dist, device) -> LocalModel:
@@ -55,9 +69,11 @@ def parallelize(model: Decoder, train_cfg, dist, device) -> LocalModel:
             fully_shard(block, mesh=dp_mesh)
         for module in forward_modules:  # the embedding, norm and head of each stage
             fully_shard(module, mesh=dp_mesh, reshard_after_forward=shape.pp == 1)
-    pipeline = None
+    pipeline, tied_group = None, None
+    if shape.pp > 1 and model.config.tie_embeddings:
+        tied_group = tied_embedding_group(shape, dist.rank)
     if shape.pp > 1:
         n_stages = shape.pp * pipeline_stages_per_rank(train_cfg)
         pipeline = Pipeline(stages, n_stages, train_cfg.pp_schedule, train_cfg.grad_accum, mesh["pp"].get_group(),
                             device, train_cfg.loss_chunk_size)
-    return LocalModel(part, pipeline)
+    return LocalModel(part, pipeline, tied_group)

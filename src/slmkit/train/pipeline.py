@@ -15,6 +15,11 @@ The loss is computed on the last stage, per micro-batch, as the Trainer defines 
 times dp / the global number of targets), so gradients equal the single-process ones: the schedule's own
 1/n_microbatches scaling is turned off (scale_grads=False).
 
+A tied head (the embedding matrix, transposed) lives on two ranks: the first stage's embedding and the last
+stage's head are two copies with the same initial values, whose gradients are summed after each step
+(sum_tied_gradients, over a group of the two), so they take the same optimizer steps and stay equal — what one
+shared matrix gets in a single process (Megatron does the same with its "embedding group").
+
 Every parameter of this rank lives in `part` (a DecoderStage over all of this rank's layers, sharing their
 modules with the stages), keyed by the full decoder's names ("blocks.3.attn.q_proj.weight"), so the
 optimizer, gradient clipping and checkpoints treat it as a model whose other layers are elsewhere.
@@ -23,6 +28,7 @@ optimizer, gradient clipping and checkpoints treat it as a model whose other lay
 from __future__ import annotations
 
 import torch
+import torch.distributed as torch_dist
 import torch.nn.functional as F
 from torch import nn
 from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe, ScheduleInterleaved1F1B
@@ -80,22 +86,50 @@ def stage_layers(n_layers: int, n_stages: int) -> list[list[int]]:
 
 def split_decoder(decoder: Decoder, pp_rank: int, pp_size: int, stages_per_rank: int, hidden_out: bool = False):
     """(part, [(stage index, DecoderStage)]) for rank `pp_rank`: its stages r, r + pp, ... and one DecoderStage
-    over all of them (`part`). The layers of other ranks are dropped from `decoder`'s memory (meta device).
+    over all of them (`part`). The layers of other ranks are dropped from `decoder`'s memory (meta device); with a
+    tied head, the last stage gets its own copy of the embedding matrix.
     `hidden_out`: the last stage returns hidden states, for a loss computed in chunks."""
     n_stages = pp_size * stages_per_rank
     layers = stage_layers(decoder.config.n_layers, n_stages)
     mine = [pp_rank + k * pp_size for k in range(stages_per_rank)]
-    stages = [(s, DecoderStage(decoder, layers[s], s == 0, s == n_stages - 1, hidden_out)) for s in mine]
+    first, last = 0 in mine, n_stages - 1 in mine
+    if decoder.config.tie_embeddings and last and not first:
+        # the head's own copy of the embedding matrix; sum_tied_gradients keeps the two copies equal
+        decoder.head.weight = nn.Parameter(decoder.embed.weight.detach().clone())
     owned = sorted(i for s in mine for i in layers[s])
-    part = DecoderStage(decoder, owned, 0 in mine, n_stages - 1 in mine)
+    stages = [(s, DecoderStage(decoder, layers[s], s == 0, s == n_stages - 1, hidden_out)) for s in mine]
+    part = DecoderStage(decoder, owned, first, last)
     for i, block in enumerate(decoder.blocks):
         if i not in owned:
             block.to("meta")
-    if 0 not in mine:
+    if not first:
         decoder.embed.to("meta")
-    if n_stages - 1 not in mine:
+    if not last and not decoder.config.tie_embeddings:  # (a tied head is the embedding the first stage keeps)
         decoder.head.to("meta")
     return part, stages
+
+
+def tied_embedding_group(shape, rank: int):
+    """With a tied head under pp: the process group of this rank's first-stage and last-stage peers (the same dp
+    and tp coordinates), which sum the two copies' gradients; None on the stages between. Collective: every rank
+    creates every pair's group, in the same order."""
+    mine = None
+    for dp in range(shape.dp):
+        for tp in range(shape.tp):
+            pair = [(p * shape.dp + dp) * shape.tp + tp for p in (0, shape.pp - 1)]
+            group = torch_dist.new_group(pair)
+            if rank in pair:
+                mine = group
+    return mine
+
+
+def sum_tied_gradients(part: nn.Module, group) -> None:
+    """Add the first stage's embedding gradient and the last stage's head gradient (the same matrix, tied), so
+    both copies take the same optimizer step, as the one shared matrix of a single process does."""
+    weight = part.embed.weight if part.first else part.head.weight
+    if weight.grad is not None:
+        grad = weight.grad.to_local() if hasattr(weight.grad, "to_local") else weight.grad  # a DTensor's local shard
+        torch_dist.all_reduce(grad, group=group)
 
 
 class Pipeline:

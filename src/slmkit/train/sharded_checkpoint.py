@@ -43,10 +43,20 @@ def is_sharded(directory: Path) -> bool:
     return (Path(directory) / SHARDED_DIR / METADATA).is_file()
 
 
-def load_sharded(directory: Path, module, optimizers) -> None:
+def load_sharded(directory: Path, module, optimizers, optimizer_aliases: dict[str, str] | None = None) -> None:
     """Fill `module` and `optimizers` from directory/distributed, whatever layout wrote it (collective under
-    torchrun; a single process reads every piece)."""
+    torchrun; a single process reads every piece). `optimizer_aliases` {parameter: parameter in the checkpoint}
+    reads a parameter's optimizer state under another name (a tied head's copy takes the embedding's)."""
     state = sharded_state(module, optimizers)
+    aliased = {}  # my flattened key -> the checkpoint's
+    for key in state["optimizer"]:
+        for mine, theirs in (optimizer_aliases or {}).items():
+            for kind in ("state.", "param_groups."):
+                if key.startswith(f"{kind}{mine}."):
+                    aliased[key] = f"{kind}{theirs}." + key[len(f"{kind}{mine}."):]
+    state["optimizer"] = {aliased.get(key, key): value for key, value in state["optimizer"].items()}
     dcp.load(state, checkpoint_id=str(Path(directory) / SHARDED_DIR))
+    back = {theirs: mine for mine, theirs in aliased.items()}
+    state["optimizer"] = {back.get(key, key): value for key, value in state["optimizer"].items()}
     set_state_dict(module, optimizers, model_state_dict=state["model"], optim_state_dict=state["optimizer"],
                    options=OPTIONS)

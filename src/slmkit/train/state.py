@@ -27,6 +27,7 @@ from slmkit.train.sharded_checkpoint import is_sharded, load_sharded, save_shard
 from slmkit.train.weights import FullWeights
 
 FULL_ON_CPU = StateDictOptions(full_state_dict=True, cpu_offload=True)
+TIED_EMBEDDING, TIED_HEAD = "embed.weight", "head.weight"  # one matrix when tied; two copies under pp
 FULL = StateDictOptions(full_state_dict=True)
 
 
@@ -99,11 +100,20 @@ def _gather_pipeline_parts(part, optimizer, dist) -> tuple[dict, dict]:
             joined = groups.setdefault(key, {**group, "params": []})
             joined["params"] = joined["params"] + list(group["params"])
     ordered = sorted(groups.values(), key=lambda g: -g["weight_decay"])
+    if part.config.tie_embeddings:  # the last stage's head copy equals the embedding: keep one, as one process does
+        merged_model.pop(TIED_HEAD, None)
+        merged_state.pop(TIED_HEAD, None)
+        ordered = [{**g, "params": [p for p in g["params"] if p != TIED_HEAD]} for g in ordered]
     return merged_model, {"state": merged_state, "param_groups": ordered}
 
 
 def _part_of_optimizer_state(state: dict, names: set[str]) -> dict:
-    """The entries of a full optimizer state (keyed by parameter name) for the parameters in `names`."""
+    """The entries of a full optimizer state (keyed by parameter name) for the parameters in `names` (a tied
+    head's copy on the last pipeline stage takes the embedding's)."""
+    if TIED_HEAD in names and TIED_EMBEDDING not in names and TIED_EMBEDDING in state["state"]:
+        state = {"state": {**state["state"], TIED_HEAD: state["state"][TIED_EMBEDDING]},
+                 "param_groups": [{**g, "params": [TIED_HEAD if p == TIED_EMBEDDING else p for p in g["params"]]}
+                                  for g in state["param_groups"]]}
     groups = [{**g, "params": [p for p in g["params"] if p in names]} for g in state["param_groups"]]
     return {"state": {k: v for k, v in state["state"].items() if k in names},
             "param_groups": [g for g in groups if g["params"]]}
@@ -115,17 +125,21 @@ def restore_state(directory, model, optimizer, scaler, model_config, dist, weigh
     weights = weights or FullWeights()
     state = ckpt.verify_checkpoint(directory, checksums=dist.is_main)
     module = unwrap(model)
+    part_only = dist.shape.pp > 1  # this rank holds some layers: the others' tensors are not for it
+    names = set(get_model_state_dict(module).keys()) if part_only else None
     if is_sharded(directory):
+        # a tied head's copy on the last pipeline stage reads the embedding's optimizer state
+        tied_copy = (getattr(module, "config", None) is not None and module.config.tie_embeddings and part_only
+                     and TIED_HEAD in names and TIED_EMBEDDING not in names)
         try:
-            load_sharded(directory, module, torch_optimizers(optimizer))
+            load_sharded(directory, module, torch_optimizers(optimizer),
+                         {TIED_HEAD: TIED_EMBEDDING} if tied_copy else None)
         except (RuntimeError, KeyError, ValueError) as e:
             raise CheckpointError(f"{directory}: the distributed checkpoint does not fit this model "
                                   f"({str(e).splitlines()[0]}); was it trained with a different model config?") from None
         _restore_rng(rng_of(directory), dist)
         return state
     model_state = weights.read(directory, model_config)
-    part_only = dist.shape.pp > 1  # this rank holds some layers: the others' tensors are not for it
-    names = set(get_model_state_dict(module).keys()) if part_only else None
     if part_only:
         model_state = {k: v for k, v in model_state.items() if k in names}
     try:
@@ -158,23 +172,29 @@ def _restore_rng(rng: dict, dist) -> None:
         ckpt.set_rng_state(ranks[dist.rank] if dist.rank < len(ranks) else ranks[0])
 
 
-def grad_norm(parameters: list[torch.Tensor], max_norm: float, pp_group=None) -> torch.Tensor:
+def grad_norm(parameters: list[torch.Tensor], max_norm: float, pp_group=None, copies=()) -> torch.Tensor:
     """Clip to `max_norm` (0: no clipping) and return the global norm before clipping, as a plain tensor.
 
     DTensor gradients (FSDP2, tensor parallelism) give their norm over their whole mesh; plain ones (replicated
     under tensor parallelism, or every parameter without a mesh) are whole on each rank. Under pipeline
     parallelism each stage holds different parameters, so the squared norms are summed over `pp_group` first:
-    every stage clips by the same global norm, as one process would."""
+    every stage clips by the same global norm, as one process would. `copies` are clipped but not counted (a tied
+    head's copy of the embedding, counted on the first stage)."""
     groups: dict = {}  # the gradients' mesh (None: plain tensors) -> parameters
+    uncounted = {id(p) for p in copies}
     for p in parameters:
         if p.grad is not None:
             groups.setdefault(getattr(p.grad, "device_mesh", None), []).append(p)
     norms = []
     for mesh, params in groups.items():
-        norm = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
+        counted = [p.grad for p in params if id(p) not in uncounted]
+        if not counted:
+            continue
+        norm = torch.nn.utils.get_total_norm(counted, foreach=True)
         norms.append(norm.full_tensor() if mesh is not None else norm)
-    if not norms:
+    if not norms and pp_group is None:
         return torch.zeros(())
+    norms = norms or [torch.zeros(())]
     if len(norms) == 1 and pp_group is None:
         total = norms[0]
     else:

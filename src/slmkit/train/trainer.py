@@ -74,11 +74,11 @@ class Trainer:
 
         self.model_config = unwrap(model).config
         unwrap(model).gradient_checkpointing = self.tcfg.gradient_checkpointing or self.model_config.gradient_checkpointing
-        self.pipeline = None
+        self.pipeline, self.local = None, None
         if dist.shape.model_parallel:
             self._check_model_parallel(model, loss_fn, dist)
-            local = parallelize(model.to(device), self.tcfg, dist, device)
-            self.model, self.pipeline = local.module, local.pipeline
+            self.local = parallelize(model.to(device), self.tcfg, dist, device)
+            self.model, self.pipeline = self.local.module, self.local.pipeline
         else:
             self.model = wrap_model(model.to(device), self.tcfg, dist, device)
         self.fsdp = is_fsdp(self.model) and not dist.shape.model_parallel  # a mesh autocasts (model_parallel.py)
@@ -154,6 +154,7 @@ class Trainer:
         extras_sum: dict = {}
         if self.pipeline is not None:
             loss_sum = self._pipeline_step(batch, scale)
+            self.local.after_backward()
         for m in range(self.tcfg.grad_accum if self.pipeline is None else 0):
             micro = to_device(micro_batch(batch, m, self.dist.dp_rank, self.rows, self.dist.dp_size), self.device)
             with no_grad_sync(self.model, m < self.tcfg.grad_accum - 1):
@@ -168,7 +169,8 @@ class Trainer:
         loss_value = total / total_weight
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        norm = float(grad_norm(self.params, self.tcfg.grad_clip, self.pp_group))
+        copies = self.local.copies() if self.local is not None else ()
+        norm = float(grad_norm(self.params, self.tcfg.grad_clip, self.pp_group, copies))
         lr = self.schedule(self._schedule_step())
         finite = math.isfinite(loss_value) and math.isfinite(norm)
         if finite:
