@@ -9,7 +9,8 @@ absolute, the DDP/FSDP tests' bound: a wrong loss scale, a missed gradient reduc
 moves them by 1e-2 or more from the second step on. Validation (a full copy evaluated by rank 0) and the final
 weights are held to the same bound.
 
-The gpipe layout also computes its loss in chunks of 8 positions on the last stage (train.loss_chunk_size),
+The tp and 1f1b layouts recompute each block in backward (train.gradient_checkpointing: the same arithmetic), the
+gpipe layout computes its loss in chunks of 8 positions on the last stage (train.loss_chunk_size),
 which sums the same cross-entropy in a different order. The model is 4 layers (so the interleaved schedule has a
 layer per virtual stage) with an untied head; test_mesh_checkpoints.py trains a tied one under tp and pp (whose
 two copies of the matrix, on the first and last stage, must take the same steps), tensor_parallel_check.py
@@ -64,9 +65,9 @@ def single(data_dir, tmp_path_factory):
 
 
 LAYOUTS = {  # name: (processes, train settings); each gives 8 rows per optimizer step
-    "tp": (2, dict(parallel="tp", batch_size=4, grad_accum=2)),
+    "tp": (2, dict(parallel="tp", batch_size=4, grad_accum=2, gradient_checkpointing=True)),
     "pp-gpipe": (2, dict(parallel="pp", pp_schedule="gpipe", batch_size=2, grad_accum=4, loss_chunk_size=8)),
-    "pp-1f1b": (2, dict(parallel="pp", pp_schedule="1f1b", batch_size=2, grad_accum=4)),
+    "pp-1f1b": (2, dict(parallel="pp", pp_schedule="1f1b", batch_size=2, grad_accum=4, gradient_checkpointing=True)),
     "pp-interleaved": (2, dict(parallel="pp", pp_schedule="interleaved", batch_size=2, grad_accum=4)),
     "dp2xtp2": (4, dict(mesh="dp=2,tp=2", batch_size=2, grad_accum=2)),
     "pp2xdp2": (4, dict(mesh="pp=2,dp=2", batch_size=2, grad_accum=2)),

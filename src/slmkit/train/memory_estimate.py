@@ -14,11 +14,13 @@ The layout follows this package's parallelisms (train/tensor_parallel.py, train/
 - fp32 master weights (4 B), fp32 gradients (4 B), AdamW moments (8 B) per parameter held.
 - activations: model.counting's per-layer estimate for one micro-batch of `batch_size` rows, divided by tp with
   sequence parallelism (without it the norms' and residuals' share, 10 of its 34·d bytes per token, repeats on
-  every tp rank), times the micro-batches a pipeline stage holds at once: all of them with gpipe, up to pp with
-  1f1b and interleaved (on the first stage, the busiest). Logits on the last stage: three fp32 copies of one
-  micro-batch's (log-softmax, its gradient, the logits' gradient), with gpipe two per micro-batch held (logits
-  and log-softmax) until the backward pass, plus the three of the one being differentiated; under tp also
+  every tp rank), times the micro-batches a pipeline stage holds at once (`in_flight`).
+- logits on the last stage: three fp32 copies of one micro-batch's (log-softmax, its gradient, the logits'
+  gradient); with gpipe two per micro-batch held (logits and log-softmax) until the backward pass, plus the three
+  of the one being differentiated; with 1f1b about one per micro-batch (measured) beside the three; under tp also
   the head's [rows, positions, vocab/tp] shard the whole logits are gathered from.
+- not counted: the process group's and pipeline's buffers, the allocator's slack, and the transient copy of a
+  gradient being accumulated (on CPU these came to ~8-12 MiB a rank in the tests).
 """
 
 from __future__ import annotations
@@ -70,6 +72,12 @@ def root_parameters(config: ModelConfig, shape: MeshShape, stages: list[int], n_
     return held
 
 
+def in_flight(pp_rank: int, pp: int, n_micro: int, schedule: str) -> int:
+    """Micro-batches whose activations a pipeline rank holds at once: all with gpipe; with 1f1b (and, per
+    virtual stage, interleaved) rank r runs pp - r forwards before its first backward."""
+    return n_micro if schedule == "gpipe" else min(pp - pp_rank, n_micro)
+
+
 def memory_per_rank(config: ModelConfig, shape: MeshShape, batch_size: int, seq_len: int, *, grad_accum: int = 1,
                     pp_schedule: str = "1f1b", fsdp: bool = False, sequence_parallel: bool = True,
                     activation_bytes: int = 2, gradient_checkpointing: bool = False,
@@ -85,12 +93,13 @@ def memory_per_rank(config: ModelConfig, shape: MeshShape, batch_size: int, seq_
     # log-softmax, and its backward holds that, its incoming gradient and the logits' gradient at once
     logits = single["logits"] // 2
     n_micro = grad_accum if shape.pp > 1 else 1
-    logits_held = logits * (2 * n_micro + 1 if pp_schedule == "gpipe" and shape.pp > 1 else 3)
+    # under pp, measured on CPU: the last stage also keeps about one logits copy per micro-batch until the step ends
+    # (torch's schedule holds each micro-batch's loss, and with it more than the scalar), so pp runs should chunk
+    logits_held = logits * (3 if shape.pp == 1 else 2 * n_micro + 1 if pp_schedule == "gpipe" else n_micro + 3)
     if shape.tp > 1:  # the head's column shard, and its gradient in backward, beside the gathered logits
         logits_held += logits // shape.tp
     tp_share = 1 / shape.tp if sequence_parallel or shape.tp == 1 else 10 / 34 + 24 / 34 / shape.tp
     per_layer *= tp_share
-    in_flight = n_micro if pp_schedule == "gpipe" else min(shape.pp, n_micro)
     layers = stage_layers(c.n_layers, shape.pp * v)
     sharded, replicated = layer_split(c)
     gathered_block = (sharded // shape.tp + replicated) * 4 if shard_dp > 1 else 0  # FSDP: one block unsharded
@@ -107,7 +116,8 @@ def memory_per_rank(config: ModelConfig, shape: MeshShape, batch_size: int, seq_
             "weights": 4 * local + gathered_block + 4 * root,
             "gradients": 4 * local + 4 * root,
             "optimizer": 8 * local,
-            "activations": int(sum(len(layers[s]) for s in stages) * per_layer * in_flight),
+            "activations": int(sum(len(layers[s]) for s in stages) * per_layer * in_flight(rank, shape.pp, n_micro,
+                                                                                         pp_schedule)),
             "logits": logits_held if last else 0,
         }
         parts["total"] = sum(value for key, value in parts.items() if key != "parameters")
