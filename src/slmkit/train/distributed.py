@@ -1,4 +1,4 @@
-"""Process group, device choice and model wrapping (DDP or FSDP2) for runs under torchrun.
+"""Process group, device choice, the run's mesh layout, and model wrapping (DDP or FSDP2) for runs under torchrun.
 
 The same `slm train` command runs alone or under torchrun; torchrun sets RANK, LOCAL_RANK and
 WORLD_SIZE, and we join its process group (nccl on CUDA, gloo on CPU). Multi-node runs use
@@ -7,8 +7,10 @@ torchrun's rendezvous, e.g. on each of two nodes:
     torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 \
         --rdzv_id=run1 -m slmkit train configs/gpt2-124m.yaml
 
-Only rank 0 logs and writes files (`Dist.is_main`); every rank reads checkpoints, so the run
-directory must be on a filesystem all nodes see.
+Only rank 0 logs and writes files (`Dist.is_main`); every rank reads checkpoints (and under a tp/pp mesh
+writes its shards of them), so the run directory must be on a filesystem all nodes see. `Dist` also carries
+the layout (train/mesh.py: degrees of pp, dp, tp, and the DeviceMesh when the model is split, which
+model_parallel.py lays the model out on instead of `wrap_model`).
 """
 
 from __future__ import annotations
