@@ -20,7 +20,7 @@ import yaml
 from slmkit.model import Decoder, ModelConfig
 from slmkit.train.memory_estimate import memory_per_rank, parameters_per_pp_rank
 from slmkit.train.mesh import MeshShape
-from tests.train.conftest import REPO, run_slm, subprocess_env, write_recipe
+from tests.train.conftest import REPO, subprocess_env, write_recipe
 
 MODEL = dict(vocab_size=8192, d_model=128, n_layers=4, n_heads=4, n_kv_heads=2, head_dim=32, d_ff=512, max_seq_len=64,
              qk_norm=True, tie_embeddings=False)
@@ -61,12 +61,14 @@ def test_parameters_per_rank_add_up():
     assert fsdp["optimizer"] * 4 == pytest.approx(ddp["optimizer"], abs=64) and fsdp["activations"] == ddp["activations"]
 
 
-def test_model_info_prints_memory_per_rank():
-    out = run_slm("model", "info", "stories15m", "--mesh", "dp=8,tp=2", "--batch-size", "16", "--seq-len", "256")
-    assert out.returncode == 0, out.stderr
+def test_model_info_prints_memory_per_rank(capsys):
+    from slmkit.cli import main
+
+    assert main(["model", "info", "stories15m", "--mesh", "dp=8,tp=2", "--batch-size", "16", "--seq-len", "256"]) == 0
+    out = capsys.readouterr().out
     for part in ("per rank     mesh dp=8,tp=2 (16 processes; dp: FSDP2)", "parameters", "gradients",
                  "optimizer (AdamW)", "activations", "total"):
-        assert part in out.stdout
-    bad = run_slm("model", "info", "qwen3-283m", "--mesh", "dp=8,tp=2")
-    assert bad.returncode != 0
-    assert "model.n_kv_heads (1) is not divisible by tp=2" in bad.stderr + bad.stdout
+        assert part in out
+    assert main(["model", "info", "qwen3-283m", "--mesh", "dp=8,tp=2"]) != 0
+    captured = capsys.readouterr()
+    assert "model.n_kv_heads (1) is not divisible by tp=2" in captured.err + captured.out

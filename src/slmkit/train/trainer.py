@@ -109,9 +109,10 @@ class Trainer:
         if any(not p.requires_grad for p in model.parameters()):
             raise ConfigError("tensor and pipeline parallelism train every parameter of a plain decoder; a model "
                               "with frozen parameters (LoRA, a frozen base) trains with train.parallel=ddp")
-        if loss_fn is not None and dist.shape.pp > 1:
-            raise ConfigError("pipeline parallelism computes the language-model loss on the last stage; an "
-                              "objective with its own loss trains with tp or dp")
+        if loss_fn is not None:  # fine-tuning, alignment: their batch sources deal rows over every process
+            raise ConfigError(f"train.mesh={dist.shape.describe()}: tensor and pipeline parallelism train the "
+                              "language-model loss of `slm train`; objectives with their own loss (fine-tuning, "
+                              "alignment) train with train.parallel=ddp or fsdp")
 
     # --- resume --------------------------------------------------------------------------------
     def _resume(self) -> None:
@@ -306,6 +307,9 @@ class Trainer:
     # --- evaluation and checkpoints ------------------------------------------------------------
     def _evaluate(self) -> dict:
         if self.dist.shape.model_parallel:  # a full copy of the weights, evaluated by rank 0 alone
+            samples = self.tokenizer is not None and self.tcfg.sample_prompts and self.tcfg.sample_tokens
+            if self.eval_fn is None and self.eval_data is None and not samples:
+                return {}  # nothing to evaluate: no gather
             state = full_model_state(self.model, self.dist)
             if self.dist.is_main:
                 if self.model_config.tie_embeddings:
