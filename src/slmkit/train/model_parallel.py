@@ -45,6 +45,18 @@ class LocalModel:
             sum_tied_gradients(self.module, self.tied_group)
 
 
+def check_trainable(model: nn.Module, loss_fn, dist) -> None:
+    """ConfigError unless the Trainer may split `model` over dist.mesh: a plain decoder, every parameter trained,
+    the language-model loss (objectives with their own batch sources deal rows over every process, not by dp)."""
+    if any(not p.requires_grad for p in model.parameters()):
+        raise ConfigError("tensor and pipeline parallelism train every parameter of a plain decoder; a model "
+                          "with frozen parameters (LoRA, a frozen base) trains with train.parallel=ddp")
+    if loss_fn is not None:
+        raise ConfigError(f"train.mesh={dist.shape.describe()}: tensor and pipeline parallelism train the "
+                          "language-model loss of `slm train`; objectives with their own loss (fine-tuning, "
+                          "alignment) train with train.parallel=ddp or fsdp")
+
+
 def parallelize(model: Decoder, train_cfg, dist, device) -> LocalModel:
     """Split `model` (already on `device`, the same initial weights on every rank) over dist.mesh."""
     shape = dist.shape

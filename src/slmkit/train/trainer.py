@@ -34,7 +34,7 @@ from slmkit.train.evaluation import evaluate, sample
 from slmkit.train.optim import build_optimizer
 from slmkit.train.precision import autocast, configure_device, grad_scaler
 from slmkit.train.schedules import make_schedule, set_lr
-from slmkit.train.model_parallel import parallelize
+from slmkit.train.model_parallel import check_trainable, parallelize
 from slmkit.train.state import full_model_state, gather_state, grad_norm, restore_state, shared_temporary
 from slmkit.train.throughput import memory_in_use, peak_flops
 from slmkit.train.tracking import Tracker, plot_curves, run_info
@@ -76,7 +76,7 @@ class Trainer:
         unwrap(model).gradient_checkpointing = self.tcfg.gradient_checkpointing or self.model_config.gradient_checkpointing
         self.pipeline, self.local = None, None
         if dist.shape.model_parallel:
-            self._check_model_parallel(model, loss_fn, dist)
+            check_trainable(model, loss_fn, dist)
             self.local = parallelize(model.to(device), self.tcfg, dist, device)
             self.model, self.pipeline = self.local.module, self.local.pipeline
         else:
@@ -103,16 +103,6 @@ class Trainer:
         self.forward_model = torch.compile(self.model) if self.tcfg.compile else self.model
         self.byte_lengths = (token_byte_lengths(tokenizer, self.model_config.vocab_size)
                              if tokenizer is not None else None)
-
-    @staticmethod
-    def _check_model_parallel(model, loss_fn, dist: Dist) -> None:
-        if any(not p.requires_grad for p in model.parameters()):
-            raise ConfigError("tensor and pipeline parallelism train every parameter of a plain decoder; a model "
-                              "with frozen parameters (LoRA, a frozen base) trains with train.parallel=ddp")
-        if loss_fn is not None:  # fine-tuning, alignment: their batch sources deal rows over every process
-            raise ConfigError(f"train.mesh={dist.shape.describe()}: tensor and pipeline parallelism train the "
-                              "language-model loss of `slm train`; objectives with their own loss (fine-tuning, "
-                              "alignment) train with train.parallel=ddp or fsdp")
 
     # --- resume --------------------------------------------------------------------------------
     def _resume(self) -> None:
@@ -151,21 +141,11 @@ class Trainer:
             raise SlmError(f"the batch source gave {batch_rows(batch)} rows, expected {self.rows_per_step}")
         total_weight = max(self.weight_fn(batch), 1)
         scale = self.dist.dp_size / total_weight  # data-parallel gradients are averaged over dp
-        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        extras_sum: dict = {}
         if self.pipeline is not None:
-            loss_sum = self._pipeline_step(batch, scale)
+            loss_sum, extras_sum = self._pipeline_step(batch, scale), {}
             self.local.after_backward()
-        for m in range(self.tcfg.grad_accum if self.pipeline is None else 0):
-            micro = to_device(micro_batch(batch, m, self.dist.dp_rank, self.rows, self.dist.dp_size), self.device)
-            with no_grad_sync(self.model, m < self.tcfg.grad_accum - 1):
-                with autocast(self.tcfg.precision, self.device, self.fsdp):
-                    loss, extras = self.loss_fn(self.forward_model, micro)
-                scaled = loss * scale
-                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-            loss_sum += loss.detach().double()
-            for k, v in extras.items():
-                extras_sum[k] = extras_sum.get(k, 0.0) + float(v) / self.tcfg.grad_accum
+        else:
+            loss_sum, extras_sum = self._accumulate(batch, scale)
         total = self.dist.all_reduce_sum([float(loss_sum) if self.dist.reports_loss else 0.0], self.device)[0]
         loss_value = total / total_weight
         if self.scaler is not None:
@@ -189,6 +169,22 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         return {"loss": loss_value, "lr": lr, "grad_norm": norm, "skipped": not finite, **extras_sum}
+
+    def _accumulate(self, batch, scale: float) -> tuple[torch.Tensor, dict]:
+        """Forward and backward of this rank's grad_accum micro-batches; (their summed loss, mean extras)."""
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        extras_sum: dict = {}
+        for m in range(self.tcfg.grad_accum):
+            micro = to_device(micro_batch(batch, m, self.dist.dp_rank, self.rows, self.dist.dp_size), self.device)
+            with no_grad_sync(self.model, m < self.tcfg.grad_accum - 1):
+                with autocast(self.tcfg.precision, self.device, self.fsdp):
+                    loss, extras = self.loss_fn(self.forward_model, micro)
+                scaled = loss * scale
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            loss_sum += loss.detach().double()
+            for k, v in extras.items():
+                extras_sum[k] = extras_sum.get(k, 0.0) + float(v) / self.tcfg.grad_accum
+        return loss_sum, extras_sum
 
     def _pipeline_step(self, batch, scale: float) -> torch.Tensor:
         """This dp rank's micro-batches through the pipeline (forward and backward); the summed loss on the last
