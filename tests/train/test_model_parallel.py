@@ -132,6 +132,7 @@ def test_mesh_must_cover_the_world():
     (MeshShape(pp=2), dict(n_layers=2, tie_embeddings=False), dict(pp_schedule="interleaved", grad_accum=2),
      "less than the 4 stages"),
     (MeshShape(pp=2), dict(tie_embeddings=False), dict(grad_accum=1), "needs at least as many micro-batches"),
+    (MeshShape(pp=2), dict(n_layers=4), dict(pp_schedule="interleaved", grad_accum=5), "make it divisible by 2"),
     (MeshShape(tp=2), dict(positions="learned"), {}, "sequence parallelism needs rotary positions"),
     (MeshShape(tp=2), dict(n_experts=4), {}, "mixture-of-experts"),
 ])

@@ -106,6 +106,11 @@ def check_model_fits(shape: MeshShape, model_config, train_cfg) -> None:
             raise ConfigError(f"pipeline parallelism needs a layer per stage: model.n_layers ({c.n_layers}) is "
                               f"less than the {stages} stages of pp={shape.pp} with train.pp_schedule="
                               f"{train_cfg.pp_schedule}")
+        rounds = max(1, train_cfg.grad_accum // shape.pp)  # torch's interleaved 1F1B runs the micro-batches in rounds
+        if train_cfg.pp_schedule == "interleaved" and train_cfg.grad_accum % rounds:
+            raise ConfigError(f"train.pp_schedule=interleaved runs train.grad_accum ({train_cfg.grad_accum}) "
+                              f"micro-batches in {rounds} rounds of pp={shape.pp}: make it divisible by {rounds} "
+                              "(a multiple of pp always is)")
         if train_cfg.grad_accum < shape.pp and train_cfg.pp_schedule != "gpipe":
             raise ConfigError(f"train.pp_schedule={train_cfg.pp_schedule} needs at least as many micro-batches "
                               f"(train.grad_accum={train_cfg.grad_accum}) as stages (pp={shape.pp}); raise "
