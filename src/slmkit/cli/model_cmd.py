@@ -13,6 +13,8 @@ INFO_EXAMPLES = """examples:
   slm model info qwen3-283m
   slm model info stories15m --vocab-size 4096 --seq-len 256 --batch-size 32
   slm model info runs/demo                  # a checkpoint or Hugging Face model directory
+  slm model info qwen3-283m --mesh "dp=8,tp=2" --batch-size 16 --seq-len 2048   # memory per rank
+  slm model info qwen3-283m --mesh "pp=4,dp=2" --grad-accum 8 --pp-schedule 1f1b
 """
 
 
@@ -36,6 +38,13 @@ def register(subparsers) -> None:
     info.add_argument("--batch-size", type=int, default=8, help="sequences per step for the memory estimate")
     info.add_argument("--checkpointing", action="store_true", help="estimate memory with activation checkpointing")
     info.add_argument("--loss-chunk-size", type=int, help="estimate memory with the loss computed in chunks")
+    info.add_argument("--mesh", help='a train.mesh layout, e.g. "dp=8,tp=2": memory per rank of that layout '
+                      "(--batch-size is then the micro-batch per data-parallel rank)")
+    info.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step (the pipeline's, with pp)")
+    info.add_argument("--pp-schedule", choices=["gpipe", "1f1b", "interleaved"], default="1f1b")
+    info.add_argument("--fsdp", action="store_true", help="a dp-only mesh shards with FSDP2 (with tp or pp it always does)")
+    info.add_argument("--no-sequence-parallel", action="store_true", help="tp without sequence parallelism")
+    info.add_argument("--precision", choices=["bf16", "fp32"], default="bf16", help="activation precision (weights stay fp32)")
     info.set_defaults(func=run_info)
 
 
@@ -85,7 +94,33 @@ def run_info(args) -> int:
     print(f"  training     ~{_size(memory['total'])} at batch {args.batch_size} x {seq_len:,} "
           f"(AdamW, fp32 weights, bf16 activations{', checkpointing' if args.checkpointing else ''}"
           f"{', chunked loss' if args.loss_chunk_size else ''}): {parts}")
+    if args.mesh:
+        _print_mesh_memory(config, args, seq_len)
     return 0
+
+
+def _print_mesh_memory(config, args, seq_len: int) -> None:
+    from slmkit.train.config import TrainConfig
+    from slmkit.train.memory_estimate import memory_per_rank
+    from slmkit.train.mesh import check_model_fits, parse_mesh
+
+    shape = parse_mesh(args.mesh)
+    check_model_fits(shape, config, TrainConfig(seq_len=seq_len, grad_accum=args.grad_accum,
+                                                pp_schedule=args.pp_schedule,
+                                                sequence_parallel=not args.no_sequence_parallel))
+    parts = memory_per_rank(config, shape, args.batch_size, seq_len, grad_accum=args.grad_accum,
+                            pp_schedule=args.pp_schedule, fsdp=args.fsdp,
+                            sequence_parallel=not args.no_sequence_parallel,
+                            activation_bytes=2 if args.precision == "bf16" else 4,
+                            gradient_checkpointing=args.checkpointing, loss_chunk_size=args.loss_chunk_size)
+    dp = "FSDP2" if (args.fsdp or shape.model_parallel) and shape.dp > 1 else "DDP" if shape.dp > 1 else "none"
+    print(f"  per rank     mesh {shape.describe()} ({shape.world_size} processes; dp: {dp}"
+          + (f", pp schedule {args.pp_schedule}, {args.grad_accum} micro-batches" if shape.pp > 1 else "")
+          + f"), micro-batch {args.batch_size} x {seq_len:,}, {args.precision} activations; the busiest rank:")
+    print(f"    parameters    {parts['parameters']:,} ({_millions(parts['parameters'])})")
+    for key, label in (("weights", "weights (fp32)"), ("gradients", "gradients"), ("optimizer", "optimizer (AdamW)"),
+                       ("activations", "activations"), ("logits", "logits + loss"), ("total", "total")):
+        print(f"    {label:<17} {_size(parts[key])}")
 
 
 def _resolve(args):

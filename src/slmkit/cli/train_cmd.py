@@ -9,7 +9,9 @@ EXAMPLES = """examples:
   slm train configs/demo.yaml train.max_steps=200 model.n_layers=2 train.out_dir=runs/quick
   slm train configs/demo.yaml train.resume=auto                 # continue from the latest valid checkpoint
   slm train configs/stories15m.yaml train.precision=bf16 train.compile=true
-  torchrun --nproc_per_node=2 -m slmkit train configs/demo.yaml train.parallel=ddp   # or fsdp
+  torchrun --nproc_per_node=2 -m slmkit train configs/demo.yaml train.parallel=ddp   # or fsdp, tp, pp
+  torchrun --nproc_per_node=4 -m slmkit train configs/stories15m.yaml train.mesh="dp=2,tp=2"   # FSDP x TP
+  torchrun --nproc_per_node=4 -m slmkit train configs/qwen3-283m.yaml train.mesh="pp=2,dp=2" train.pp_schedule=1f1b
   torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 \\
       --rdzv_id=run1 -m slmkit train configs/gpt2-124m.yaml     # on each node
 
@@ -18,6 +20,8 @@ metrics.jsonl, tensorboard/, curves.png, checkpoints/step_NNNNNNNN/ (model + opt
 state; the last train.keep_last plus the best by validation loss) and the final model
 (model.safetensors, config.json, tokenizer.json) with run_status.json (finished, time_limit or interrupted).
 Ctrl-C or SIGTERM saves a checkpoint and exits.
+With tp or pp in the mesh, checkpoints hold DCP shards (distributed/) that any layout resumes from;
+docs/scaling-out.md has the layouts and multi-node launches (SSH, SLURM, Kubernetes).
 """
 
 

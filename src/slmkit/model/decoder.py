@@ -119,12 +119,7 @@ class Decoder(nn.Module):
             raise SlmError(f"position {int(positions.max())} is beyond this model's max_seq_len "
                            f"{self.config.max_seq_len} (learned positions); use a shorter input")
 
-        x = self.embed(ids)
-        if self.pos_embed is not None:
-            x = x + self.pos_embed(positions)
-        elif self.config.positions == "sinusoidal":
-            x = x + sinusoidal_embedding(positions, self.config.d_model, x.dtype)
-        x = self.embed_dropout(x)
+        x = self.embed_tokens(ids, positions)
         rope = self.rope(positions, x.dtype) if self.rope is not None else None
 
         all_router_logits = []
@@ -154,6 +149,17 @@ class Decoder(nn.Module):
             out.aux_loss = (self.config.moe_aux_loss_coef * out.load_balancing_loss
                             + self.config.moe_z_loss_coef * out.router_z_loss)
         return out
+
+    def embed_tokens(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """ids [batch, seq], positions [batch or 1, seq] -> the first block's input [batch, seq, d_model]
+        (token embedding + learned or sinusoidal positions, then dropout; rotary positions act in attention).
+        A pipeline's first stage calls it alone."""
+        x = self.embed(ids)
+        if self.pos_embed is not None:
+            x = x + self.pos_embed(positions)
+        elif self.config.positions == "sinusoidal":
+            x = x + sinusoidal_embedding(positions, self.config.d_model, x.dtype)
+        return self.embed_dropout(x)
 
     @staticmethod
     def _plan_attention(ids, attention_mask, positions, document_ids, cache, cache_row):

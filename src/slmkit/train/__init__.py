@@ -1,8 +1,10 @@
-"""The one Trainer, for a CPU, one GPU or torchrun DDP/FSDP: optimizer, schedules, precision,
-accumulation, checkpoints with exact resume, evaluation and experiment tracking.
+"""The one Trainer, for a CPU, one GPU or torchrun (DDP, FSDP2, tensor and pipeline parallelism over a
+DeviceMesh: train/mesh.py): optimizer, schedules, precision, accumulation, checkpoints with exact resume,
+evaluation and experiment tracking.
 
     slm train configs/demo.yaml train.max_steps=200
     torchrun --nproc_per_node=2 -m slmkit train configs/demo.yaml train.parallel=fsdp
+    torchrun --nproc_per_node=4 -m slmkit train configs/stories15m.yaml train.mesh="dp=2,tp=2"
 
     from slmkit.train import load_run_config, train
     result = train(load_run_config("configs/demo.yaml", ["train.max_steps=200"]))

@@ -14,6 +14,10 @@ lists every file's checksum, so a half-written or corrupted checkpoint is recogn
 `resume=auto`. Model and optimizer state use full (unsharded) tensors keyed by parameter name, so a
 checkpoint from one process, DDP or FSDP resumes under any of them; `_orig_mod.` (torch.compile)
 and `module.` (DDP) prefixes are stripped on load.
+
+A run whose model is split over a mesh (tp or pp) writes `distributed/` (DCP shards of the model and optimizer,
+written by every rank at once; train/sharded_checkpoint.py) in place of model.safetensors and optimizer.pt; any
+layout, a single process included, resumes from it. Its final model is written as an ordinary model directory.
 """
 
 from __future__ import annotations
@@ -29,7 +33,10 @@ import torch
 
 from slmkit.config import save_config
 from slmkit.errors import CheckpointError
-from slmkit.fileio import atomic_directory, is_temporary, sha256_file, write_json_atomic
+from slmkit.fileio import (is_temporary, publish_directory, sha256_file, temporary_sibling, write_json_atomic,
+                           write_text_atomic)
+from slmkit.model.checkpoint import CONFIG_FILE, copy_tokenizer_files, slmkit_config
+from slmkit.train.sharded_checkpoint import METADATA, SHARDED_DIR
 from slmkit.train.weights import FullWeights, strip_prefixes
 
 CHECKPOINTS = "checkpoints"
@@ -77,29 +84,43 @@ def checkpoint_name(step: int) -> str:
     return f"step_{step:08d}"
 
 
-def save_checkpoint(run_dir: Path, step: int, model_state: dict, optimizer_state: dict, rng_states: list,
-                    trainer_state: dict, run_config, model_config, tokenizer_dir: Path | None,
-                    scaler_state: dict | None = None, weights=None) -> Path:
+def save_checkpoint(run_dir: Path, step: int, model_state: dict | None, optimizer_state: dict | None,
+                    rng_states: list, trainer_state: dict, run_config, model_config, tokenizer_dir: Path | None,
+                    scaler_state: dict | None = None, weights=None, sharded: Path | None = None) -> Path:
     """Write checkpoint `step` atomically (rank 0 only); returns its directory. `weights` (default
-    FullWeights) decides which tensors it holds and in which files.
+    FullWeights) decides which tensors it holds and in which files. `sharded`: a temporary directory
+    (fileio.temporary_sibling of the checkpoint) where every rank already wrote the model and optimizer state
+    as DCP shards (train/sharded_checkpoint.py); model_state and optimizer_state are then None, and the
+    checkpoint holds config.json and the tokenizer instead of model.safetensors.
 
     trainer_state.json, written last inside the temporary directory, lists every file's size and sha256.
     """
     weights = weights or FullWeights()
     final = Path(run_dir) / CHECKPOINTS / checkpoint_name(step)
     # (re-saving the same step, e.g. at the end of a run right after a periodic save, replaces it)
-    with atomic_directory(final) as tmp:
-        weights.write(tmp, weights.select(model_state), model_config, tokenizer_dir)
-        torch.save({"optimizer": optimizer_state, "scaler": scaler_state}, tmp / OPTIMIZER_FILE)
+    tmp = Path(sharded) if sharded is not None else temporary_sibling(final)
+    try:
+        if sharded is None:
+            weights.write(tmp, weights.select(model_state), model_config, tokenizer_dir)
+            torch.save({"optimizer": optimizer_state, "scaler": scaler_state}, tmp / OPTIMIZER_FILE)
+            weight_files = list(weights.files)
+        else:
+            write_text_atomic(tmp / CONFIG_FILE, json.dumps(slmkit_config(model_config), indent=2) + "\n")
+            if tokenizer_dir is not None:
+                copy_tokenizer_files(Path(tokenizer_dir), tmp)
+            weight_files = [CONFIG_FILE, f"{SHARDED_DIR}/{METADATA}"]
         torch.save({"ranks": rng_states}, tmp / RNG_FILE)
         save_config(run_config, tmp / "run_config.yaml")
         files = {}
-        for path in sorted(tmp.iterdir()):
+        for path in sorted(tmp.rglob("*")):
             if path.is_file():
-                files[path.name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+                files[path.relative_to(tmp).as_posix()] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
         state = {"format": "slmkit-trainer-state/1", "step": step, **trainer_state,
-                 "weight_files": list(weights.files), "files": files}
+                 "weight_files": weight_files, "sharded": sharded is not None, "files": files}
         write_json_atomic(tmp / STATE_FILE, state)
+        publish_directory(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 
@@ -121,7 +142,8 @@ def verify_checkpoint(directory: Path, checksums: bool = True) -> dict:
     """The trainer state of a complete, intact checkpoint; CheckpointError saying what is wrong otherwise."""
     directory = Path(directory)
     state = read_trainer_state(directory)
-    for name in (*state.get("weight_files", FullWeights.files), OPTIMIZER_FILE):
+    required = [] if state.get("sharded") else [OPTIMIZER_FILE]  # a sharded one keeps the optimizer in its shards
+    for name in (*state.get("weight_files", FullWeights.files), *required):
         if name not in state["files"]:
             raise CheckpointError(f"{directory}: {STATE_FILE} does not list {name}")
     for name, info in state["files"].items():

@@ -21,6 +21,7 @@ from typing import Literal
 from slmkit.config import apply_overrides, from_dict, read_yaml
 from slmkit.data import DataConfig, manifest_exists, read_manifest
 from slmkit.errors import ConfigError
+from slmkit.train.mesh import parse_mesh
 from slmkit.model.config import ModelConfig
 from slmkit.model.presets import preset
 
@@ -81,7 +82,12 @@ class TrainConfig:
     max_bad_steps: int = 20  # stop (with a checkpoint) after this many non-finite steps in a row
 
     # --- distributed (under torchrun) ---
-    parallel: Literal["ddp", "fsdp"] = "ddp"
+    parallel: Literal["ddp", "fsdp", "tp", "pp"] = "ddp"  # ddp | fsdp: every process a data-parallel replica;
+    # tp | pp: shorthand for train.mesh="tp=WORLD_SIZE" | "pp=WORLD_SIZE"
+    mesh: str | None = None  # e.g. "dp=2,tp=2" or "pp=2,dp=2": degrees of dp, pp, tp multiplying to WORLD_SIZE
+    # (train/mesh.py); with tp or pp in it, the dp dimension shards with FSDP2
+    sequence_parallel: bool = True  # tp: norms and residuals split along the sequence between the matmuls
+    pp_schedule: Literal["gpipe", "1f1b", "interleaved"] = "1f1b"  # pp: the micro-batches are train.grad_accum
     backend: Literal["auto", "nccl", "gloo"] = "auto"  # auto: nccl on CUDA, gloo on CPU
 
     # --- checkpoints ---
@@ -143,6 +149,8 @@ class TrainConfig:
             raise ValueError(f"max_minutes must be > 0, got {self.max_minutes}")
         if self.time_schedule and self.max_minutes is None:
             raise ValueError("time_schedule needs max_minutes (the deadline the schedule runs to)")
+        if self.mesh is not None:
+            parse_mesh(self.mesh)  # a malformed mesh fails with the config, before any process group
         if self.sample_temperature < 0:
             raise ValueError(f"sample_temperature must be >= 0, got {self.sample_temperature}")
 

@@ -1,4 +1,4 @@
-"""Process group, device choice and model wrapping (DDP or FSDP2) for runs under torchrun.
+"""Process group, device choice, the run's mesh layout, and model wrapping (DDP or FSDP2) for runs under torchrun.
 
 The same `slm train` command runs alone or under torchrun; torchrun sets RANK, LOCAL_RANK and
 WORLD_SIZE, and we join its process group (nccl on CUDA, gloo on CPU). Multi-node runs use
@@ -7,8 +7,10 @@ torchrun's rendezvous, e.g. on each of two nodes:
     torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 \
         --rdzv_id=run1 -m slmkit train configs/gpt2-124m.yaml
 
-Only rank 0 logs and writes files (`Dist.is_main`); every rank reads checkpoints, so the run
-directory must be on a filesystem all nodes see.
+Only rank 0 logs and writes files (`Dist.is_main`); every rank reads checkpoints (and under a tp/pp mesh
+writes its shards of them), so the run directory must be on a filesystem all nodes see. `Dist` also carries
+the layout (train/mesh.py: degrees of pp, dp, tp, and the DeviceMesh when the model is split, which
+model_parallel.py lays the model out on instead of `wrap_model`).
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as torch_dist
 from torch import nn
 
 from slmkit.errors import ConfigError
+from slmkit.train.mesh import MeshShape, build_device_mesh, mesh_shape
 from slmkit.train.precision import resolve_precision
 
 
@@ -32,6 +35,12 @@ class Dist:
     local_rank: int = 0
     world_size: int = 1
     initialized_here: bool = False
+    shape: MeshShape = field(default_factory=MeshShape)  # degrees of pp, dp, tp (train/mesh.py)
+    mesh: object = None  # the DeviceMesh when the model is split (tp or pp > 1), else None
+
+    def __post_init__(self) -> None:
+        if self.shape == MeshShape() and self.world_size > 1:  # no layout given: every process data-parallel
+            self.shape = MeshShape(dp=self.world_size)
 
     @property
     def enabled(self) -> bool:
@@ -40,6 +49,30 @@ class Dist:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    # this rank's coordinates in the (pp, dp, tp) mesh, laid out row-major as init_device_mesh does
+    @property
+    def tp_rank(self) -> int:
+        return self.rank % self.shape.tp
+
+    @property
+    def dp_rank(self) -> int:
+        """The rank the data is sharded by: the tp and pp ranks of one data-parallel group share it."""
+        return (self.rank // self.shape.tp) % self.shape.dp
+
+    @property
+    def dp_size(self) -> int:
+        return self.shape.dp
+
+    @property
+    def pp_rank(self) -> int:
+        return self.rank // (self.shape.tp * self.shape.dp)
+
+    @property
+    def reports_loss(self) -> bool:
+        """True on the ranks whose loss counts once in a sum over all ranks: tp rank 0 of the last pipeline
+        stage (the tp ranks compute the same loss; earlier stages compute none)."""
+        return self.tp_rank == 0 and self.pp_rank == self.shape.pp - 1
 
     def all_reduce_sum(self, values: list[float], device: torch.device) -> list[float]:
         """Sum plain numbers over ranks (float64, so token counts stay exact)."""
@@ -93,7 +126,7 @@ def setup_distributed(train_cfg) -> tuple[Dist, torch.device]:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = pick_device(train_cfg.device, local_rank)
     train_cfg.precision = resolve_precision(train_cfg.precision, device)  # `auto` -> what this device runs fast
-    dist = Dist(rank, local_rank, world)
+    dist = Dist(rank, local_rank, world, shape=mesh_shape(train_cfg, world))
     if world > 1:
         backend = train_cfg.backend
         if backend == "auto":
@@ -106,6 +139,8 @@ def setup_distributed(train_cfg) -> tuple[Dist, torch.device]:
             torch_dist.init_process_group(backend=backend, timeout=dt.timedelta(minutes=30),
                                           device_id=device if device.type == "cuda" else None)
             dist.initialized_here = True
+        if dist.shape.model_parallel:
+            dist.mesh = build_device_mesh(dist.shape, device.type)
     return dist, device
 
 
@@ -117,6 +152,9 @@ def training_session(train_cfg, log=print, fsdp_refusal: str | None = None):
     try:
         if fsdp_refusal and dist.enabled and train_cfg.parallel == "fsdp":
             raise ConfigError(fsdp_refusal)
+        if dist.shape.model_parallel:
+            raise ConfigError(f"train.mesh={dist.shape.describe()}: tensor and pipeline parallelism are for "
+                              "`slm train` so far; fine-tuning and alignment train with train.parallel=ddp or fsdp")
         yield dist, device, (log if dist.is_main else (lambda *a, **k: None))
     finally:
         dist.close()
@@ -126,6 +164,8 @@ def wrap_model(model: nn.Module, train_cfg, dist: Dist, device: torch.device) ->
     """DDP or FSDP2 (`fully_shard` per block, then the root) when distributed; the model itself otherwise."""
     if not dist.enabled:
         return model
+    if dist.shape.model_parallel:
+        raise ConfigError(f"train.mesh={dist.shape.describe()} splits the model: use model_parallel.parallelize")
     if train_cfg.parallel == "ddp":
         from torch.nn.parallel import DistributedDataParallel
 

@@ -34,6 +34,9 @@ def parameter_groups(model: nn.Module, train_cfg) -> tuple[list[dict], list[dict
     t = train_cfg
     embedding_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     head = getattr(model, "head", None)
+    config = getattr(model, "config", None)
+    if isinstance(head, nn.Linear) and getattr(config, "tie_embeddings", False):
+        embedding_ids.add(id(head.weight))  # a tied head held apart from its embedding (a pipeline's last stage)
     head_id = id(head.weight) if isinstance(head, nn.Linear) and id(head.weight) not in embedding_ids else None
     adamw: dict[tuple, dict] = {}
     muon: dict[tuple, dict] = {}

@@ -47,15 +47,18 @@ def check_vocabulary(model: ModelConfig, manifest: Manifest) -> None:
                           f"out to use the tokenizer's size, or set it to at least {manifest.vocab_size}")
 
 
-def build_loaders(cfg: RunConfig, data_dir, tokenizer, world_size: int):
+def build_loaders(cfg: RunConfig, data_dir, tokenizer, data_parallel: int, eval_alone: bool = False):
+    """(training batches of the global batch for `data_parallel` replicas, validation batches or None); with
+    `eval_alone` one process evaluates every validation row (tp/pp runs evaluate a full copy on rank 0)."""
     t = cfg.train
-    rows_per_step = t.batch_size * t.grad_accum * world_size
+    rows_per_step = t.batch_size * t.grad_accum * data_parallel
     train = GlobalBatches(TrainBatches(data_dir, rows_per_step, t.seq_len, seed=t.seed, rank=0, world_size=1,
                                        tokenizer=tokenizer, window_start=t.window_start))
     val = None
     if read_manifest(data_dir).split_tokens("val") > 1:
         val = limit_windows(EvalBatches(data_dir, t.eval_batch_size or t.batch_size, t.seq_len, split="val",
-                                        tokenizer=tokenizer, verify=False), t.eval_windows)
+                                        tokenizer=tokenizer, verify=False,
+                                        **(dict(rank=0, world_size=1) if eval_alone else {})), t.eval_windows)
     return train, val
 
 
@@ -86,7 +89,8 @@ def _train(recipe: Recipe, log, loss_fn=None) -> dict:
         check_vocabulary(cfg.model, manifest)
         tokenizer = manifest.load_tokenizer()
         model = build_model(cfg)
-        train_data, val_data = build_loaders(cfg, manifest.directory, tokenizer, dist.world_size)
+        train_data, val_data = build_loaders(cfg, manifest.directory, tokenizer, dist.dp_size,
+                                             eval_alone=dist.shape.model_parallel)
         trainer = Trainer(cfg, model, train_data, val_data, tokenizer=tokenizer, tokenizer_dir=manifest.tokenizer_dir,
                           loss_fn=loss_fn, dist=dist, device=device, log=log)
         return trainer.fit()

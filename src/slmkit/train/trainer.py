@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from slmkit.config import save_config, to_dict
 from slmkit.fileio import write_json_atomic
-from slmkit.model import flops_per_token
+from slmkit.model import Decoder, flops_per_token
 from slmkit.errors import ConfigError, SlmError
 from slmkit.eval.likelihood import token_byte_lengths
 from slmkit.train import checkpointing as ckpt
@@ -34,7 +34,8 @@ from slmkit.train.evaluation import evaluate, sample
 from slmkit.train.optim import build_optimizer
 from slmkit.train.precision import autocast, configure_device, grad_scaler
 from slmkit.train.schedules import make_schedule, set_lr
-from slmkit.train.state import gather_state, grad_norm, restore_state
+from slmkit.train.model_parallel import check_trainable, parallelize
+from slmkit.train.state import full_model_state, gather_state, grad_norm, restore_state, shared_temporary
 from slmkit.train.throughput import memory_in_use, peak_flops
 from slmkit.train.tracking import Tracker, plot_curves, run_info
 from slmkit.train.weights import FullWeights
@@ -75,14 +76,21 @@ class Trainer:
 
         self.model_config = unwrap(model).config
         unwrap(model).gradient_checkpointing = self.tcfg.gradient_checkpointing or self.model_config.gradient_checkpointing
-        self.model = wrap_model(model.to(device), self.tcfg, dist, device)
-        self.fsdp = is_fsdp(self.model)
+        self.pipeline, self.local = None, None
+        if dist.shape.model_parallel:
+            check_trainable(model, loss_fn, dist)
+            self.local = parallelize(model.to(device), self.tcfg, dist, device)
+            self.model, self.pipeline = self.local.module, self.local.pipeline
+        else:
+            self.model = wrap_model(model.to(device), self.tcfg, dist, device)
+        self.fsdp = is_fsdp(self.model) and not dist.shape.model_parallel  # a mesh autocasts (model_parallel.py)
+        self.pp_group = dist.mesh["pp"].get_group() if dist.shape.pp > 1 else None
         self.optimizer = build_optimizer(unwrap(self.model), self.tcfg, device)
         self.params = [p for p in unwrap(self.model).parameters() if p.requires_grad]
         self.scaler = grad_scaler(self.tcfg.precision, device)
         self.schedule = make_schedule(self.tcfg)
         self.rows = self.tcfg.batch_size
-        self.rows_per_step = self.rows * self.tcfg.grad_accum * dist.world_size
+        self.rows_per_step = self.rows * self.tcfg.grad_accum * dist.dp_size
 
         self.step, self.skipped, self.bad_in_row, self.train_seconds = 0, 0, 0, 0.0
         self.best_val_loss, self.last_eval = math.inf, {}
@@ -134,24 +142,18 @@ class Trainer:
         if batch_rows(batch) != self.rows_per_step:
             raise SlmError(f"the batch source gave {batch_rows(batch)} rows, expected {self.rows_per_step}")
         total_weight = max(self.weight_fn(batch), 1)
-        scale = self.dist.world_size / total_weight
-        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        extras_sum: dict = {}
-        for m in range(self.tcfg.grad_accum):
-            micro = to_device(micro_batch(batch, m, self.dist.rank, self.rows, self.dist.world_size), self.device)
-            with no_grad_sync(self.model, m < self.tcfg.grad_accum - 1):
-                with autocast(self.tcfg.precision, self.device, self.fsdp):
-                    loss, extras = self.loss_fn(self.forward_model, micro)
-                scaled = loss * scale
-                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-            loss_sum += loss.detach().double()
-            for k, v in extras.items():
-                extras_sum[k] = extras_sum.get(k, 0.0) + float(v) / self.tcfg.grad_accum
-        total = self.dist.all_reduce_sum([float(loss_sum)], self.device)[0]
+        scale = self.dist.dp_size / total_weight  # data-parallel gradients are averaged over dp
+        if self.pipeline is not None:
+            loss_sum, extras_sum = self._pipeline_step(batch, scale), {}
+            self.local.after_backward()
+        else:
+            loss_sum, extras_sum = self._accumulate(batch, scale)
+        total = self.dist.all_reduce_sum([float(loss_sum) if self.dist.reports_loss else 0.0], self.device)[0]
         loss_value = total / total_weight
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        norm = float(grad_norm(self.params, self.tcfg.grad_clip))
+        copies = self.local.copies() if self.local is not None else ()
+        norm = float(grad_norm(self.params, self.tcfg.grad_clip, self.pp_group, copies))
         lr = self.schedule(self._schedule_step())
         finite = math.isfinite(loss_value) and math.isfinite(norm)
         if finite:
@@ -169,6 +171,31 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         return {"loss": loss_value, "lr": lr, "grad_norm": norm, "skipped": not finite, **extras_sum}
+
+    def _accumulate(self, batch, scale: float) -> tuple[torch.Tensor, dict]:
+        """Forward and backward of this rank's grad_accum micro-batches; (their summed loss, mean extras)."""
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        extras_sum: dict = {}
+        for m in range(self.tcfg.grad_accum):
+            micro = to_device(micro_batch(batch, m, self.dist.dp_rank, self.rows, self.dist.dp_size), self.device)
+            with no_grad_sync(self.model, m < self.tcfg.grad_accum - 1):
+                with autocast(self.tcfg.precision, self.device, self.fsdp):
+                    loss, extras = self.loss_fn(self.forward_model, micro)
+                scaled = loss * scale
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            loss_sum += loss.detach().double()
+            for k, v in extras.items():
+                extras_sum[k] = extras_sum.get(k, 0.0) + float(v) / self.tcfg.grad_accum
+        return loss_sum, extras_sum
+
+    def _pipeline_step(self, batch, scale: float) -> torch.Tensor:
+        """This dp rank's micro-batches through the pipeline (forward and backward); the summed loss on the last
+        stage, 0 elsewhere."""
+        micros = [micro_batch(batch, m, self.dist.dp_rank, self.rows, self.dist.dp_size)
+                  for m in range(self.tcfg.grad_accum)]
+        x, y = to_device((torch.cat([m[0] for m in micros]), torch.cat([m[1] for m in micros])), self.device)
+        with autocast(self.tcfg.precision, self.device):
+            return self.pipeline.run(x, y, scale)
 
     def _schedule_step(self) -> int:
         """The step the schedule is read at: the optimizer step, or with train.time_schedule the step
@@ -238,9 +265,8 @@ class Trainer:
             if status != "interrupted":  # finished or out of time: the final numbers
                 self._evaluate()
             path = self.save_checkpoint()
+            self._write_final_model(path)
             if self.dist.is_main:
-                self.weights.write(self.run_dir, self.weights.read(path, self.model_config), self.model_config,
-                                   self.tokenizer_dir)
                 # how the run ended, for whoever runs this verb as a step of something longer (slm pipeline):
                 # an interrupted run also writes its weights, so their presence does not say it finished
                 write_json_atomic(self.run_dir / RUN_STATUS_FILE, {"status": status, "step": self.step,
@@ -254,6 +280,17 @@ class Trainer:
         return {"status": status, "step": self.step, "skipped_steps": self.skipped, "checkpoint": str(path),
                 "run_dir": str(self.run_dir), "plot": str(plot) if plot else None, **self.last_eval,
                 "train_seconds": self.train_seconds, "wall_seconds": time.perf_counter() - window_start}
+
+    def _write_final_model(self, checkpoint: Path) -> None:
+        """The run directory's model files, from the last checkpoint (gathered whole from the ranks when that one
+        is sharded: collective)."""
+        if self.dist.shape.model_parallel:
+            state = full_model_state(self.model, self.dist)
+        else:
+            state = self.weights.read(checkpoint, self.model_config) if self.dist.is_main else None
+        if self.dist.is_main:
+            self.weights.write(self.run_dir, state, self.model_config, self.tokenizer_dir)
+        self.dist.barrier()
 
     def _should_stop(self) -> str | None:
         # one collective, so every rank takes the same branch and shares one clock (the mean training time)
@@ -272,13 +309,27 @@ class Trainer:
 
     # --- evaluation and checkpoints ------------------------------------------------------------
     def _evaluate(self) -> dict:
+        if self.dist.shape.model_parallel:  # a full copy of the weights, evaluated by rank 0 alone
+            samples = self.tokenizer is not None and self.tcfg.sample_prompts and self.tcfg.sample_tokens
+            if self.eval_fn is None and self.eval_data is None and not samples:
+                return {}  # nothing to evaluate: no gather
+            state = full_model_state(self.model, self.dist)
+            if self.dist.is_main:
+                if self.model_config.tie_embeddings:
+                    state.pop("head.weight", None)  # the embedding, stored once
+                eval_model = Decoder.from_tensors(self.model_config, state, "the training run").to(self.device)
+                results = self._evaluate_model(eval_model, Dist())
+            self.dist.barrier()
+            return results if self.dist.is_main else {}
+        return self._evaluate_model(unwrap(self.model), self.dist)
+
+    def _evaluate_model(self, eval_model, dist: Dist) -> dict:
         results: dict = {}
-        eval_model = unwrap(self.model)
         ctx = lambda: autocast(self.tcfg.precision, self.device, self.fsdp)  # noqa: E731
         if self.eval_fn is not None:
             results = self.eval_fn(eval_model, ctx)
         elif self.eval_data is not None:
-            results = evaluate(eval_model, self.eval_data, self.device, ctx, self.byte_lengths, self.dist)
+            results = evaluate(eval_model, self.eval_data, self.device, ctx, self.byte_lengths, dist)
         if "val_loss" in results:  # an RL objective reports rewards instead
             self.best_val_loss = min(self.best_val_loss, results["val_loss"])
             results["best_val_loss"] = self.best_val_loss
@@ -299,8 +350,10 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         """Write a checkpoint of the current step (collective: every rank must call it)."""
-        model_state, optim_state, rng = gather_state(self.model, self.optimizer, self.dist)
         path = self.run_dir / ckpt.CHECKPOINTS / ckpt.checkpoint_name(self.step)
+        # a model split over a mesh is saved by every rank as DCP shards, into one directory they all see
+        sharded = shared_temporary(path, self.dist) if self.dist.shape.model_parallel else None
+        model_state, optim_state, rng = gather_state(self.model, self.optimizer, self.dist, sharded)
         if self.dist.is_main:
             evaluated_now = self.last_eval.get("eval_step") == self.step
             state = {
@@ -312,11 +365,12 @@ class Trainer:
                 "skipped_steps": self.skipped,
                 "train_seconds": self.train_seconds,
                 "world_size": self.dist.world_size,
+                "mesh": self.dist.shape.describe(),
                 "rows_per_step": self.rows_per_step,
             }
             path = ckpt.save_checkpoint(self.run_dir, self.step, model_state, optim_state, rng, state, self.cfg,
                                         self.model_config, self.tokenizer_dir,
-                                        self.scaler.state_dict() if self.scaler else None, self.weights)
+                                        self.scaler.state_dict() if self.scaler else None, self.weights, sharded)
             ckpt.prune_checkpoints(self.run_dir, self.tcfg.keep_last, self.tcfg.keep_best)
         self.dist.barrier()
         return path
