@@ -115,6 +115,9 @@ def test_an_sft_adapter_trains_on_against_a_frozen_copy_of_itself(workspace, tmp
     dpo = read_adapter_tensors(tmp_path / "dpo")
     assert dpo.keys() == sft.keys() and any(not torch.equal(dpo[k], sft[k]) for k in dpo)
     assert read_adapter_meta(tmp_path / "dpo")["base"] == read_adapter_meta(tmp_path / "sft")["base"]
+    base_vocab = read_adapter_meta(tmp_path / "sft")["base"]["vocab_size"]  # the base's token rows stay as they were
+    assert torch.equal(dpo["embed.weight"][:base_vocab], sft["embed.weight"][:base_vocab])
+    assert not torch.equal(dpo["embed.weight"][base_vocab:], sft["embed.weight"][base_vocab:])  # the chat tokens learn
     with pytest.raises(ConfigError, match="adapter: switching it off"):
         align(align_config(workspace, tmp_path / "x", "dpo.reference=adapters_off", policy=tmp_path / "sft"), log=quiet)
 

@@ -101,3 +101,16 @@ def test_data_without_assistant_turns_is_an_error(workspace, tmp_path):
     with pytest.raises(DataError):
         finetune(finetune_config(workspace, "lora", tmp_path / "run", f"data.train={bad}"), log=quiet)
 
+
+
+@pytest.mark.parametrize("token_rows", ["new", "all"])
+def test_added_chat_tokens_learn_alone_unless_every_row_is_asked_for(workspace, tmp_path, token_rows):
+    """lora.token_rows: new (the default) trains only the added ChatML rows of the tied embedding; the base's
+    rows stay bit for bit (finetune/token_rows.py says why); all trains every row."""
+    finetune(finetune_config(workspace, "lora", tmp_path / "run", f"lora.token_rows={token_rows}"), log=quiet)
+    base = load_model(workspace / "base")[0].state_dict()["embed.weight"]
+    trained = read_adapter_tensors(tmp_path / "run")["embed.weight"]
+    vocab = base.shape[0]
+    assert trained.shape[0] == vocab + 2
+    assert torch.equal(trained[:vocab], base) == (token_rows == "new")
+    assert json.loads((tmp_path / "run" / "adapter.json").read_text())["lora"]["token_rows"] == token_rows

@@ -34,7 +34,9 @@ from slmkit.finetune.adapter import (
     read_adapter_tensors, resize_vocabulary, trainable_names,
 )
 from slmkit.finetune.lora import lora_layers
+from slmkit.finetune.lora import LoraConfig
 from slmkit.finetune.run import chat_sample_prompts, chat_tokenizer, make_trainable
+from slmkit.finetune.token_rows import keep_base_token_rows
 from slmkit.loading import load_model
 from slmkit.tokenizer.chat_template import with_default_chat_template
 from slmkit.train.distributed import training_session
@@ -78,7 +80,7 @@ def prepare_policy(cfg, reference: str, allow_precomputed: bool = True):
                            trains_whole_modules=cfg.method == "full" or resized or bool(cfg.lora.train_modules))
     frozen = _frozen_copy(model) if mode == "copy" else None
     torch.manual_seed(cfg.train.seed)  # the adapters' initial values
-    modules = make_trainable(model, cfg, resized=resized)
+    modules = make_trainable(model, cfg, base_vocab)
     weights = None
     if cfg.method != "full":
         meta = adapter_meta(cfg.lora, modules, str(policy), fingerprint, base_vocab, model.config.vocab_size,
@@ -120,6 +122,8 @@ def _adapter_policy(cfg, policy: Path, reference: str):
         names = set(read_adapter_tensors(policy))
         for name, p in model.named_parameters():
             p.requires_grad_(name in names)
+        if LoraConfig(**meta["lora"]).token_rows == "new":  # the SFT's added chat tokens keep learning alone
+            keep_base_token_rows(model, meta["base"]["vocab_size"])
         weights = AdapterWeights(read_adapter_meta(policy), names)
     mode = "copy" if reference == "auto" else reference
     return model, tokenizer, weights, frozen, mode

@@ -22,6 +22,7 @@ import contextlib
 import math
 import re
 from collections.abc import Iterator
+from typing import Literal
 from dataclasses import dataclass, field
 
 import torch
@@ -49,6 +50,8 @@ class LoraConfig:
     rslora: bool = False  # scale alpha / sqrt(r) instead of alpha / r
     dora: bool = False  # weight-decomposed LoRA: a learned magnitude per output row
     train_modules: list[str] = field(default_factory=list)  # trained in full beside the adapters, e.g. embed, head
+    # when chat tokens were added: "new" trains only their embedding rows (finetune/token_rows.py), "all" every row
+    token_rows: Literal["new", "all"] = "new"
 
     def __post_init__(self) -> None:
         if self.r <= 0:

@@ -27,6 +27,7 @@ from slmkit.finetune.assistant_mask import tokenize_conversations
 from slmkit.finetune.chat_data import load_sft_examples
 from slmkit.finetune.config import FinetuneConfig
 from slmkit.finetune.lora import LoraConfig, add_lora
+from slmkit.finetune.token_rows import keep_base_token_rows
 from slmkit.finetune.sft_batches import SFTBatches, SFTEvalBatches, sft_loss
 from slmkit.loading import load_model
 from slmkit.quant import quantize_model
@@ -71,19 +72,23 @@ def split_examples(cfg: FinetuneConfig, tokenizer):
     return tokenize_conversations(tokenizer, train), tokenize_conversations(tokenizer, held)
 
 
-def make_trainable(model, cfg: FinetuneConfig, resized: bool) -> list[str]:
+def make_trainable(model, cfg: FinetuneConfig, base_vocab: int) -> list[str]:
     """Apply the method to `model` in place; returns the LoRA-wrapped module names (none for full)."""
     if cfg.method == "full":
         model.requires_grad_(True)
         return []
     lora = cfg.lora
-    if resized:  # new token rows must learn: train the embedding (and an untied head) in full
+    resized = model.config.vocab_size > base_vocab
+    if resized:  # new token rows must learn: the embedding (and an untied head) train, by default their new rows only
         extra = ["embed"] + ([] if model.config.tie_embeddings else ["head"])
         lora = dataclasses.replace(lora, train_modules=sorted(set(lora.train_modules) | set(extra)))
         cfg.lora = lora
     if cfg.method == "qlora":
         quantize_model(model, "nf4", include_head=False)
-    return add_lora(model, LoraConfig(**dataclasses.asdict(lora)))
+    names = add_lora(model, LoraConfig(**dataclasses.asdict(lora)))
+    if resized and lora.token_rows == "new":
+        keep_base_token_rows(model, base_vocab)
+    return names
 
 
 def chat_sample_prompts(tokenizer, prompts: list[str]) -> list[str]:
@@ -110,7 +115,7 @@ def finetune(cfg: FinetuneConfig, log=print) -> dict:
                               f"({model.config.max_seq_len})")
         train_examples, held = split_examples(cfg, tokenizer)
         torch.manual_seed(t.seed)  # the adapters' initial values
-        modules = make_trainable(model, cfg, resized=model.config.vocab_size > base_vocab)
+        modules = make_trainable(model, cfg, base_vocab)
         run_dir = Path(t.out_dir)
         tok_dir = run_dir / "tokenizer"
         if dist.is_main:
