@@ -134,3 +134,19 @@ def test_a_second_pipeline_in_the_same_root_is_refused(tmp_path):
         with pytest.raises(ConfigError, match="another slm pipeline is running in"):
             run_pipeline(cfg, cwd=tmp_path, log=lambda *_: None)
     assert not (root / "pipeline.json").exists()
+
+
+def test_files_named_by_the_recipe_are_found_from_where_it_was_started(tmp_path):
+    from slmkit.pipeline.stage_configs import with_local_paths
+    from slmkit.pipeline.stages import STAGES
+
+    (tmp_path / "rules.yaml").write_text("principles: []\n")
+    (tmp_path / "judge-model").mkdir()
+    cfg = with_local_paths(config(tmp_path, "preferences.kind=constitution", "preferences.constitution=rules.yaml",
+                                  "eval.judge=judge-model"), tmp_path)
+    preferences = next(s for s in STAGES if s.name == "preferences").commands(cfg)[0]
+    assert preferences[preferences.index("--constitution") + 1] == str(tmp_path / "rules.yaml")
+    evaluate = next(s for s in STAGES if s.name == "eval").commands(cfg)[0]
+    assert evaluate[evaluate.index("--judge") + 1] == str(tmp_path / "judge-model")
+    url = with_local_paths(config(tmp_path, "eval.judge=http://127.0.0.1:8001/v1"), tmp_path)
+    assert url.eval.judge == "http://127.0.0.1:8001/v1"

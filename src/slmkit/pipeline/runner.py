@@ -22,7 +22,7 @@ from pathlib import Path
 from slmkit.errors import ConfigError, SlmError
 from slmkit.pipeline import actions
 from slmkit.pipeline.config import PipelineConfig
-from slmkit.pipeline.stage_configs import write_stage_configs
+from slmkit.pipeline.stage_configs import with_local_paths, write_stage_configs
 from slmkit.pipeline.stage_process import StageInterrupted, last_lines, run_verb
 from slmkit.pipeline.stages import STAGE_NAMES, STAGES, Stage
 from slmkit.pipeline.state import PipelineState, fingerprint, local_file_stamps
@@ -91,6 +91,7 @@ def _exclusive(root: Path):
 
 
 def _run_locked(cfg: PipelineConfig, root: Path, cwd: Path, start_from, stop_after, echo: bool, log) -> PipelineState:
+    cfg = with_local_paths(cfg, cwd)
     recipes = write_stage_configs(cfg, root, cwd)
     state = PipelineState.load(root)
     plan = plan_pipeline(cfg, state, recipes, start_from)

@@ -8,6 +8,7 @@ named in the recipe are made absolute, from the directory `slm pipeline` was sta
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import glob
 import os
@@ -112,6 +113,17 @@ def dpo_recipe(cfg: PipelineConfig) -> dict:
     recipe["data"] = {**(recipe.get("data") or {}), "train": PREFS_TRAIN, "eval": heldout}
     recipe["train"] = {**(recipe.get("train") or {}), "out_dir": "dpo"}
     return recipe
+
+
+def with_local_paths(cfg: PipelineConfig, cwd: Path) -> PipelineConfig:
+    """The recipe with the files its own sections name (the constitution, a local judge model) made absolute
+    from `cwd`: the stages run in the run root, where a relative path would point elsewhere."""
+    judge = cfg.eval.judge
+    if judge and "://" not in judge and (cwd / judge).exists():
+        judge = str((cwd / judge).resolve())
+    constitution = str((cwd / Path(cfg.preferences.constitution).expanduser()).resolve())
+    return dataclasses.replace(cfg, preferences=dataclasses.replace(cfg.preferences, constitution=constitution),
+                               eval=dataclasses.replace(cfg.eval, judge=judge))
 
 
 def stage_recipes(cfg: PipelineConfig, cwd: Path) -> dict[str, dict]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from slmkit.pipeline.config import PipelineConfig
 from slmkit.pipeline.runner import plan_pipeline
-from slmkit.pipeline.stage_configs import write_stage_configs
+from slmkit.pipeline.stage_configs import with_local_paths, write_stage_configs
 from slmkit.pipeline.state import PipelineState
 
 WOULD = {"reuse": "reuse", "resume": "resume", "run": "run"}
@@ -18,6 +18,7 @@ def status_rows(cfg: PipelineConfig, start_from: str | None = None, cwd: Path | 
     cwd = Path.cwd() if cwd is None else cwd
     root = (cwd / cfg.root).resolve()
     state = PipelineState.load(root)
+    cfg = with_local_paths(cfg, cwd)
     with tempfile.TemporaryDirectory() as scratch:  # check every section as a run would, writing nothing
         recipes = write_stage_configs(cfg, Path(scratch), cwd)
     rows = []
