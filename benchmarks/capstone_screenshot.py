@@ -9,7 +9,6 @@ reply and captures the page.
 
 from __future__ import annotations
 
-import json
 import secrets
 import sys
 import tempfile
@@ -24,10 +23,6 @@ from tests.serve.cdp import Chromium, find_chromium  # noqa: E402
 PROMPT = "Write a story about a cat named Max who finds a key."
 
 
-def _set(page, element_id: str, value) -> None:
-    page.evaluate(f"(() => {{ const e = document.getElementById({json.dumps(element_id)}); "
-                  f"e.value = {json.dumps(value)}; e.dispatchEvent(new Event('change')); "
-                  f"e.dispatchEvent(new Event('input')); return true; }})()")
 
 
 def screenshot(root: Path, out: Path, prompt: str = PROMPT) -> str:
@@ -46,10 +41,10 @@ def screenshot(root: Path, out: Path, prompt: str = PROMPT) -> str:
             page.call("Page.enable")
             page.call("Page.navigate", url=f"http://127.0.0.1:{port}/")
             page.wait_for("document.readyState === 'complete' && !!document.getElementById('send')")
-            _set(page, "api-key", key)
+            page.set_value("api-key", key)
             page.wait_for("document.getElementById('model-name').textContent.length > 0")
             for element_id, value in (("temperature", "0"), ("max_tokens", "160"), ("prompt", prompt)):
-                _set(page, element_id, value)
+                page.set_value(element_id, value)
             page.evaluate("document.getElementById('send').click(), true")
             page.wait_for("document.getElementById('status').textContent.startsWith('done')", timeout=120)
             reply = page.evaluate("document.querySelector('.msg.assistant .text').textContent")

@@ -151,6 +151,12 @@ class Page:
                 raise TimeoutError(f"timed out waiting for: {expression}")
             time.sleep(interval)
 
+    def set_value(self, element_id: str, value) -> None:
+        """Set a form field as a user would: its value, then the change and input events the page listens to."""
+        self.evaluate(f"(() => {{ const e = document.getElementById({json.dumps(element_id)}); "
+                      f"e.value = {json.dumps(value)}; e.dispatchEvent(new Event('change')); "
+                      f"e.dispatchEvent(new Event('input')); return true; }})()")
+
     def screenshot(self, path: Path) -> Path:
         data = self.call("Page.captureScreenshot", format="png")["data"]
         path.write_bytes(base64.b64decode(data))

@@ -95,10 +95,6 @@ def browser(tmp_path_factory):
     chromium.close()
 
 
-def _set(page, element_id: str, value) -> None:
-    page.evaluate(f"(() => {{ const e = document.getElementById({json.dumps(element_id)}); "
-                  f"e.value = {json.dumps(value)}; e.dispatchEvent(new Event('change')); "
-                  f"e.dispatchEvent(new Event('input')); return true; }})()")
 
 
 def test_playground_streams_chat_and_completion(browser, server, client, tiny_run, tmp_path):
@@ -109,13 +105,13 @@ def test_playground_streams_chat_and_completion(browser, server, client, tiny_ru
         page.wait_for("document.readyState === 'complete' && !!document.getElementById('send')")
         assert page.evaluate("document.title") == "slmkit playground"
         page.evaluate(SPLIT_SSE)
-        _set(page, "api-key", API_KEY)  # this server wants a key; the page sends it as a Bearer token
+        page.set_value("api-key", API_KEY)  # this server wants a key; the page sends it as a Bearer token
         page.wait_for(f"document.getElementById('model-name').textContent.startsWith({json.dumps(tiny_run.name)})")
 
         # chat, streamed, seeded: the page must show exactly what the API returns for the same request
         for element_id, value in (("temperature", "0.9"), ("top_p", "0.95"), ("max_tokens", "48"), ("seed", "42"),
                                   ("prompt", "Tell me a story about a dog.")):
-            _set(page, element_id, value)
+            page.set_value(element_id, value)
         page.evaluate(WATCH % json.dumps("messages"))
         page.evaluate("document.getElementById('send').click(), true")
         page.wait_for("document.getElementById('status').textContent.startsWith('done')", timeout=60)
@@ -134,7 +130,7 @@ def test_playground_streams_chat_and_completion(browser, server, client, tiny_ru
 
         # completion mode: the prompt stays, the continuation streams in after it
         page.evaluate("document.getElementById('tab-completion').click(), true")
-        _set(page, "prompt", "Once upon a time")
+        page.set_value("prompt", "Once upon a time")
         page.evaluate(WATCH % json.dumps("output"))
         page.evaluate("document.getElementById('send').click(), true")
         page.wait_for("document.getElementById('status').textContent.startsWith('done')", timeout=60)
@@ -145,7 +141,7 @@ def test_playground_streams_chat_and_completion(browser, server, client, tiny_ru
         page.screenshot(tmp_path / "playground-completion.png")
 
         # an error from the server is shown, not swallowed
-        _set(page, "max_tokens", "100000")
+        page.set_value("max_tokens", "100000")
         page.evaluate("document.getElementById('send').click(), true")
         page.wait_for("document.getElementById('status').textContent.startsWith('error')", timeout=30)
         assert "max_tokens" in page.evaluate("document.getElementById('status').textContent")
